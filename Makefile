@@ -8,12 +8,12 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint fmt-check clippy crds crds-check unit demo
+.PHONY: help test lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: lint crds-check unit ## Install what the tests need and run every test
+test: lint crds-check unit e2e ## Install what the tests need and run every test
 
 lint: fmt-check clippy ## Formatting and clippy gates
 
@@ -23,8 +23,22 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## cargo test for the whole workspace
-	$(CARGO) test --workspace --locked
+unit: ## cargo test for the workspace, without the end-to-end suite
+	$(CARGO) test --workspace --exclude tessera-e2e --locked
+
+# The end-to-end suite runs against the local control plane (built from source
+# on first use, which takes long; see docs/development.md). To run it against
+# another cluster: KUBECONFIG=... cargo test -p tessera-e2e
+e2e: controlplane-up ## End-to-end tests against a real API server
+	eval "$$(hack/controlplane.sh env)"; status=0; \
+	$(CARGO) test -p tessera-e2e --locked || status=$$?; \
+	if [ -n "$${CI:-}" ]; then hack/controlplane.sh down; fi; exit $$status
+
+controlplane-up: ## Build (if needed) and start the local control plane
+	hack/controlplane.sh up
+
+controlplane-down: ## Stop the local control plane
+	hack/controlplane.sh down
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --quiet --locked -p tessera-operator -- crd --out-dir crds
@@ -36,5 +50,8 @@ crds-check: ## Fail when crds/ differs from what the code generates
 	  echo "crds/ is out of date with the Rust types: run 'make crds' and commit the result." >&2; exit 1; \
 	fi
 
-demo: ## Run the demo
-	@echo "make demo needs the local control plane (issue 3), which has not landed yet." >&2; exit 1
+demo: controlplane-up ## Run the demo
+	eval "$$(hack/controlplane.sh env)"; \
+	kubectl apply --server-side -f crds/ && \
+	kubectl wait --for condition=Established --timeout=60s -f crds/ && \
+	echo 'Control plane up with the Tessera CRDs. Use it with: eval "$$(hack/controlplane.sh env)"' 

@@ -82,8 +82,10 @@ if [ "$print_only" = 1 ]; then echo "$bin"; exit 0; fi
 
 complete=1
 for b in "${BINARIES[@]}"; do [ -x "$bin/$b" ] || complete=0; done
-[ -f "$dir/kwok-stages.yaml" ] || complete=0
-if [ "$complete" = 1 ] && [ "$force" = 0 ]; then echo "$bin"; exit 0; fi
+if [ "$complete" = 1 ] && [ "$force" = 0 ]; then
+  [ -f "$dir/kwok-stages.yaml" ] || write_kwok_stages
+  echo "$bin"; exit 0
+fi
 
 mkdir -p "$dir"
 tmp="$dir/bin.partial"
