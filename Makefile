@@ -13,7 +13,10 @@ CARGO ?= cargo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+TEST_LOG := $(TESSERA_CACHE)/test-results.log
+
 test: lint crds-check unit ## Install what the tests need and run every test
+	@hack/test-summary.sh "$(TEST_LOG)"
 
 lint: fmt-check clippy ## Formatting and clippy gates
 
@@ -24,7 +27,8 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit: ## cargo test for the whole workspace
-	$(CARGO) test --workspace --locked
+	@mkdir -p "$(TESSERA_CACHE)" && : > "$(TEST_LOG)"
+	$(CARGO) test --workspace --locked 2>&1 | tee -a "$(TEST_LOG)"
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --quiet --locked -p tessera-operator -- crd --out-dir crds
