@@ -8,14 +8,14 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint fmt-check clippy crds crds-check unit demo
+.PHONY: help test lint fmt-check clippy crds crds-check unit demo engines
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 TEST_LOG := $(TESSERA_CACHE)/test-results.log
 
-test: lint crds-check unit ## Install what the tests need and run every test
+test: engines lint crds-check unit ## Install what the tests need and run every test
 	@hack/test-summary.sh "$(TEST_LOG)"
 
 lint: fmt-check clippy ## Formatting and clippy gates
@@ -26,7 +26,10 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## cargo test for the whole workspace
+engines: ## Install the real engines the tests run against (apt, Maven)
+	@hack/install-test-deps.sh
+
+unit: engines ## cargo test for the whole workspace
 	@mkdir -p "$(TESSERA_CACHE)" && : > "$(TEST_LOG)"
 	$(CARGO) test --workspace --locked 2>&1 | tee -a "$(TEST_LOG)"
 
