@@ -61,7 +61,11 @@ pub struct Args {
     pub redis_password: Option<String>,
 
     /// File holding the Redis password (trailing newline ignored).
-    #[arg(long, env = "TESSERA_ADAPTER_REDIS_PASSWORD_FILE", conflicts_with = "redis_password")]
+    #[arg(
+        long,
+        env = "TESSERA_ADAPTER_REDIS_PASSWORD_FILE",
+        conflicts_with = "redis_password"
+    )]
     pub redis_password_file: Option<PathBuf>,
 
     /// Redis ACL user (Redis 6+), used with the password.
@@ -73,11 +77,19 @@ pub struct Args {
     pub etcd_ca_file: Option<PathBuf>,
 
     /// PEM client certificate for etcd mutual TLS (with --etcd-key-file).
-    #[arg(long, env = "TESSERA_ADAPTER_ETCD_CERT_FILE", requires = "etcd_key_file")]
+    #[arg(
+        long,
+        env = "TESSERA_ADAPTER_ETCD_CERT_FILE",
+        requires = "etcd_key_file"
+    )]
     pub etcd_cert_file: Option<PathBuf>,
 
     /// PEM private key for --etcd-cert-file.
-    #[arg(long, env = "TESSERA_ADAPTER_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    #[arg(
+        long,
+        env = "TESSERA_ADAPTER_ETCD_KEY_FILE",
+        requires = "etcd_cert_file"
+    )]
     pub etcd_key_file: Option<PathBuf>,
 
     /// Kafka node id of the target broker, when its advertised address
@@ -85,7 +97,12 @@ pub struct Args {
     #[arg(long, env = "TESSERA_ADAPTER_KAFKA_NODE_ID")]
     pub kafka_node_id: Option<i32>,
 
-    #[arg(long, env = "TESSERA_ADAPTER_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "TESSERA_ADAPTER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 
     /// Log filter, e.g. info or tessera_adapter=debug.

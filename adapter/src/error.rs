@@ -32,6 +32,11 @@ impl ScrapeError {
 
     /// Reasons that are exported at 0 from the start, so that `rate()` and
     /// `increase()` see the first error.
-    pub const PRESET: &'static [&'static str] =
-        &["connect", "timeout", "deadline", "malformed_field", "unexpected"];
+    pub const PRESET: &'static [&'static str] = &[
+        "connect",
+        "timeout",
+        "deadline",
+        "malformed_field",
+        "unexpected",
+    ];
 }

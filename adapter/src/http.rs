@@ -46,9 +46,7 @@ impl Adapter {
             collector: tokio::sync::Mutex::new(collector),
             poisoned: AtomicBool::new(false),
             was_up: AtomicBool::new(true),
-            errors: std::sync::Mutex::new(
-                ScrapeError::PRESET.iter().map(|r| (*r, 0)).collect(),
-            ),
+            errors: std::sync::Mutex::new(ScrapeError::PRESET.iter().map(|r| (*r, 0)).collect()),
         })
     }
 
@@ -84,7 +82,9 @@ impl Adapter {
         }
         if self.was_up.swap(up, Ordering::SeqCst) != up {
             match &failure {
-                Some(e) => tracing::warn!(engine = self.engine.as_str(), error = %e, "engine is down"),
+                Some(e) => {
+                    tracing::warn!(engine = self.engine.as_str(), error = %e, "engine is down")
+                }
                 None => tracing::info!(engine = self.engine.as_str(), "engine is up"),
             }
         }
@@ -99,7 +99,11 @@ impl Adapter {
                 *errors.entry(reason).or_default() += 1;
             }
             for (reason, n) in errors.iter() {
-                out.push(&core::SCRAPE_ERRORS, vec![("reason", reason.to_string())], *n as f64);
+                out.push(
+                    &core::SCRAPE_ERRORS,
+                    vec![("reason", reason.to_string())],
+                    *n as f64,
+                );
             }
         }
         out.push(
@@ -120,9 +124,11 @@ impl Adapter {
             }
             // The adapter itself is alive; engine health is tessera_up.
             (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-            (_, "/metrics" | "/healthz") => {
-                reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into())
-            }
+            (_, "/metrics" | "/healthz") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET only\n".into(),
+            ),
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
@@ -135,8 +141,10 @@ impl Adapter {
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     r
 }
 

@@ -62,12 +62,9 @@ pub mod core {
         "tessera_is_leader",
         "1 for a Redis primary, the ZooKeeper or etcd leader, or the active Kafka controller.",
     );
-    pub const CONNECTIONS: Desc =
-        Desc::gauge("tessera_connections", "Current client connections.");
-    pub const OPERATIONS: Desc = Desc::counter(
-        "tessera_operations_total",
-        "Commands or requests served.",
-    );
+    pub const CONNECTIONS: Desc = Desc::gauge("tessera_connections", "Current client connections.");
+    pub const OPERATIONS: Desc =
+        Desc::counter("tessera_operations_total", "Commands or requests served.");
     pub const RX_BYTES: Desc = Desc::counter(
         "tessera_network_receive_bytes_total",
         "Bytes received from clients.",

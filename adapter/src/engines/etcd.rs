@@ -84,9 +84,21 @@ pub fn map(samples: &[Sample], out: &mut Scrape) {
     if let Some(l) = is_leader {
         out.flag(&core::IS_LEADER, l);
     }
-    set(out, &core::OPERATIONS, sum("etcd_server_client_requests_total"));
-    set(out, &core::RX_BYTES, sum("etcd_network_client_grpc_received_bytes_total"));
-    set(out, &core::TX_BYTES, sum("etcd_network_client_grpc_sent_bytes_total"));
+    set(
+        out,
+        &core::OPERATIONS,
+        sum("etcd_server_client_requests_total"),
+    );
+    set(
+        out,
+        &core::RX_BYTES,
+        sum("etcd_network_client_grpc_received_bytes_total"),
+    );
+    set(
+        out,
+        &core::TX_BYTES,
+        sum("etcd_network_client_grpc_sent_bytes_total"),
+    );
     // Renamed out of the debugging namespace in 3.4; older servers only
     // have the debugging name.
     set(
@@ -96,9 +108,17 @@ pub fn map(samples: &[Sample], out: &mut Scrape) {
             .or_else(|| first("etcd_debugging_mvcc_db_total_size_in_bytes"))
             .map(|s| s.value),
     );
-    set(out, &core::DATA_LIMIT_BYTES, first("etcd_server_quota_backend_bytes").map(|s| s.value));
+    set(
+        out,
+        &core::DATA_LIMIT_BYTES,
+        first("etcd_server_quota_backend_bytes").map(|s| s.value),
+    );
     // Despite its name this is a gauge: keys currently held.
-    set(out, &core::ITEMS, first("etcd_debugging_mvcc_keys_total").map(|s| s.value));
+    set(
+        out,
+        &core::ITEMS,
+        first("etcd_debugging_mvcc_keys_total").map(|s| s.value),
+    );
     let has_leader = first("etcd_server_has_leader").map(|s| s.value == 1.0);
     // A member that knows a leader applies the leader's log; a learner is
     // catching up by definition until promoted.
@@ -106,10 +126,26 @@ pub fn map(samples: &[Sample], out: &mut Scrape) {
         out.flag(&core::IN_SYNC, h && is_learner != Some(true));
         out.flag(&HAS_LEADER, h);
     }
-    set(out, &core::LEADER_CHANGES, sum("etcd_server_leader_changes_seen_total"));
-    set(out, &PROPOSALS_PENDING, first("etcd_server_proposals_pending").map(|s| s.value));
-    set(out, &PROPOSALS_FAILED, sum("etcd_server_proposals_failed_total"));
-    set(out, &DB_IN_USE, first("etcd_mvcc_db_total_size_in_use_in_bytes").map(|s| s.value));
+    set(
+        out,
+        &core::LEADER_CHANGES,
+        sum("etcd_server_leader_changes_seen_total"),
+    );
+    set(
+        out,
+        &PROPOSALS_PENDING,
+        first("etcd_server_proposals_pending").map(|s| s.value),
+    );
+    set(
+        out,
+        &PROPOSALS_FAILED,
+        sum("etcd_server_proposals_failed_total"),
+    );
+    set(
+        out,
+        &DB_IN_USE,
+        first("etcd_mvcc_db_total_size_in_use_in_bytes").map(|s| s.value),
+    );
 }
 
 #[cfg(test)]
@@ -120,13 +156,25 @@ mod tests {
     #[test]
     fn single_member_leader() {
         let mut s = Scrape::new(Engine::Etcd);
-        map(&promtext::parse(include_str!("../../testdata/etcd_metrics.txt")), &mut s);
-        assert_eq!(s.get("tessera_build_info", &[("version", "3.4.23")]), Some(1.0));
+        map(
+            &promtext::parse(include_str!("../../testdata/etcd_metrics.txt")),
+            &mut s,
+        );
+        assert_eq!(
+            s.get("tessera_build_info", &[("version", "3.4.23")]),
+            Some(1.0)
+        );
         assert_eq!(s.get("tessera_role", &[("role", "leader")]), Some(1.0));
         assert_eq!(s.get("tessera_is_leader", &[]), Some(1.0));
         assert_eq!(s.get("tessera_operations_total", &[]), Some(11.0));
-        assert_eq!(s.get("tessera_network_receive_bytes_total", &[]), Some(97.0));
-        assert_eq!(s.get("tessera_network_transmit_bytes_total", &[]), Some(327.0));
+        assert_eq!(
+            s.get("tessera_network_receive_bytes_total", &[]),
+            Some(97.0)
+        );
+        assert_eq!(
+            s.get("tessera_network_transmit_bytes_total", &[]),
+            Some(327.0)
+        );
         assert_eq!(s.get("tessera_data_bytes", &[]), Some(20480.0));
         assert_eq!(s.get("tessera_data_limit_bytes", &[]), Some(2147483648.0));
         assert_eq!(s.get("tessera_items", &[]), Some(10.0));

@@ -68,7 +68,9 @@ impl Collector {
                 None
             }
         };
-        let node_id = self.node_id.or_else(|| find_node_id(&metadata, &self.target));
+        let node_id = self
+            .node_id
+            .or_else(|| find_node_id(&metadata, &self.target));
         map(
             &View {
                 metadata: &metadata,
@@ -130,11 +132,19 @@ pub fn map(v: &View<'_>, out: &mut Scrape) {
         });
         return;
     };
-    out.push(&core::ROLE, vec![("role", Role::Broker.as_str().into())], 1.0);
+    out.push(
+        &core::ROLE,
+        vec![("role", Role::Broker.as_str().into())],
+        1.0,
+    );
     let is_active_controller = match v.quorum {
         Some(q) => {
             if q.voters.contains(&me) {
-                out.push(&core::ROLE, vec![("role", Role::Controller.as_str().into())], 1.0);
+                out.push(
+                    &core::ROLE,
+                    vec![("role", Role::Controller.as_str().into())],
+                    1.0,
+                );
             }
             q.leader_id == me
         }
@@ -170,10 +180,18 @@ pub fn map(v: &View<'_>, out: &mut Scrape) {
             bytes = bytes.saturating_add(d.size_bytes());
             // -1 means the broker is older than DescribeLogDirs v4.
             if d.total_bytes >= 0 {
-                out.push(&LOG_DIR_TOTAL, vec![("dir", d.path.clone())], d.total_bytes as f64);
+                out.push(
+                    &LOG_DIR_TOTAL,
+                    vec![("dir", d.path.clone())],
+                    d.total_bytes as f64,
+                );
             }
             if d.usable_bytes >= 0 {
-                out.push(&LOG_DIR_USABLE, vec![("dir", d.path.clone())], d.usable_bytes as f64);
+                out.push(
+                    &LOG_DIR_USABLE,
+                    vec![("dir", d.path.clone())],
+                    d.usable_bytes as f64,
+                );
             }
         }
         out.set(&core::DATA_BYTES, bytes as f64);
@@ -259,13 +277,19 @@ mod tests {
         assert_eq!(s.get("tessera_is_leader", &[]), Some(1.0));
         assert_eq!(s.get("tessera_items", &[]), Some(3.0));
         assert_eq!(s.get("tessera_kafka_partitions_led", &[]), Some(2.0));
-        assert_eq!(s.get("tessera_kafka_under_replicated_partitions", &[]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_kafka_under_replicated_partitions", &[]),
+            Some(1.0)
+        );
         assert_eq!(s.get("tessera_replicas_out_of_sync", &[]), Some(2.0));
         // Broker 1 is not in the ISR of partition 2.
         assert_eq!(s.get("tessera_replication_in_sync", &[]), Some(0.0));
         assert_eq!(s.get("tessera_kafka_offline_partitions", &[]), Some(1.0));
         assert_eq!(s.get("tessera_data_bytes", &[]), Some(157.0));
-        assert_eq!(s.get("tessera_kafka_log_dir_usable_bytes", &[("dir", "/data")]), Some(400.0));
+        assert_eq!(
+            s.get("tessera_kafka_log_dir_usable_bytes", &[("dir", "/data")]),
+            Some(400.0)
+        );
         assert_eq!(s.get("tessera_leader_changes_total", &[]), Some(4.0));
         for gap in [
             "tessera_connections",

@@ -75,8 +75,17 @@ pub fn map(stats: &BTreeMap<String, String>, out: &mut Scrape) {
     }
     // memcached has no replication: every server stands alone, and no
     // leader gauge is published (absent, not zero).
-    out.push(&core::ROLE, vec![("role", Role::Standalone.as_str().into())], 1.0);
-    out.field(&core::CONNECTIONS, "curr_connections", get("curr_connections"), 1.0);
+    out.push(
+        &core::ROLE,
+        vec![("role", Role::Standalone.as_str().into())],
+        1.0,
+    );
+    out.field(
+        &core::CONNECTIONS,
+        "curr_connections",
+        get("curr_connections"),
+        1.0,
+    );
     let mut ops = None;
     for f in OPERATION_FIELDS {
         if let Some(n) = out.parse(f, get(f)) {
@@ -89,7 +98,12 @@ pub fn map(stats: &BTreeMap<String, String>, out: &mut Scrape) {
     out.field(&core::RX_BYTES, "bytes_read", get("bytes_read"), 1.0);
     out.field(&core::TX_BYTES, "bytes_written", get("bytes_written"), 1.0);
     out.field(&core::DATA_BYTES, "bytes", get("bytes"), 1.0);
-    out.field(&core::DATA_LIMIT_BYTES, "limit_maxbytes", get("limit_maxbytes"), 1.0);
+    out.field(
+        &core::DATA_LIMIT_BYTES,
+        "limit_maxbytes",
+        get("limit_maxbytes"),
+        1.0,
+    );
     out.field(&core::ITEMS, "curr_items", get("curr_items"), 1.0);
     out.field(&GET_HITS, "get_hits", get("get_hits"), 1.0);
     out.field(&GET_MISSES, "get_misses", get("get_misses"), 1.0);
@@ -122,16 +136,28 @@ mod tests {
     fn captured_stats_map_every_core_metric_it_has() {
         let mut s = Scrape::new(Engine::Memcached);
         map(&stats(include_str!("../../testdata/mc_stats.txt")), &mut s);
-        assert_eq!(s.get("tessera_build_info", &[("version", "1.6.18")]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_build_info", &[("version", "1.6.18")]),
+            Some(1.0)
+        );
         assert_eq!(s.get("tessera_role", &[("role", "standalone")]), Some(1.0));
         assert_eq!(s.get("tessera_connections", &[]), Some(1.0));
         assert_eq!(s.get("tessera_operations_total", &[]), Some(31.0));
-        assert_eq!(s.get("tessera_network_receive_bytes_total", &[]), Some(672.0));
-        assert_eq!(s.get("tessera_network_transmit_bytes_total", &[]), Some(2471.0));
+        assert_eq!(
+            s.get("tessera_network_receive_bytes_total", &[]),
+            Some(672.0)
+        );
+        assert_eq!(
+            s.get("tessera_network_transmit_bytes_total", &[]),
+            Some(2471.0)
+        );
         assert_eq!(s.get("tessera_data_bytes", &[]), Some(2000.0));
         assert_eq!(s.get("tessera_data_limit_bytes", &[]), Some(67108864.0));
         assert_eq!(s.get("tessera_items", &[]), Some(30.0));
-        assert_eq!(s.get("tessera_memcached_accepting_connections", &[]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_memcached_accepting_connections", &[]),
+            Some(1.0)
+        );
         for gap in [
             "tessera_is_leader",
             "tessera_replication_in_sync",

@@ -70,7 +70,10 @@ impl Collector {
 
 /// Maps an `INFO` reply onto the uniform schema.
 pub fn map(info: &Info, out: &mut Scrape) {
-    if let Some(v) = info.get("redis_version").or_else(|| info.get("valkey_version")) {
+    if let Some(v) = info
+        .get("redis_version")
+        .or_else(|| info.get("valkey_version"))
+    {
         out.push(&core::BUILD_INFO, vec![("version", v.to_string())], 1.0);
     }
     let role = match info.get("role") {
@@ -89,16 +92,36 @@ pub fn map(info: &Info, out: &mut Scrape) {
         out.push(&core::ROLE, vec![("role", role.as_str().into())], 1.0);
         out.flag(&core::IS_LEADER, role == Role::Primary);
     }
-    out.field(&core::CONNECTIONS, "connected_clients", info.get("connected_clients"), 1.0);
+    out.field(
+        &core::CONNECTIONS,
+        "connected_clients",
+        info.get("connected_clients"),
+        1.0,
+    );
     out.field(
         &core::OPERATIONS,
         "total_commands_processed",
         info.get("total_commands_processed"),
         1.0,
     );
-    out.field(&core::RX_BYTES, "total_net_input_bytes", info.get("total_net_input_bytes"), 1.0);
-    out.field(&core::TX_BYTES, "total_net_output_bytes", info.get("total_net_output_bytes"), 1.0);
-    out.field(&core::DATA_BYTES, "used_memory", info.get("used_memory"), 1.0);
+    out.field(
+        &core::RX_BYTES,
+        "total_net_input_bytes",
+        info.get("total_net_input_bytes"),
+        1.0,
+    );
+    out.field(
+        &core::TX_BYTES,
+        "total_net_output_bytes",
+        info.get("total_net_output_bytes"),
+        1.0,
+    );
+    out.field(
+        &core::DATA_BYTES,
+        "used_memory",
+        info.get("used_memory"),
+        1.0,
+    );
     // maxmemory 0 means "no limit": the limit is absent, not zero.
     if let Some(limit) = out.parse("maxmemory", info.get("maxmemory"))
         && limit > 0.0
@@ -111,8 +134,18 @@ pub fn map(info: &Info, out: &mut Scrape) {
         Some(Role::Replica) => map_replica(info, out),
         _ => {}
     }
-    out.field(&KEYSPACE_HITS, "keyspace_hits", info.get("keyspace_hits"), 1.0);
-    out.field(&KEYSPACE_MISSES, "keyspace_misses", info.get("keyspace_misses"), 1.0);
+    out.field(
+        &KEYSPACE_HITS,
+        "keyspace_hits",
+        info.get("keyspace_hits"),
+        1.0,
+    );
+    out.field(
+        &KEYSPACE_MISSES,
+        "keyspace_misses",
+        info.get("keyspace_misses"),
+        1.0,
+    );
     out.field(&EVICTED_KEYS, "evicted_keys", info.get("evicted_keys"), 1.0);
     out.field(&EXPIRED_KEYS, "expired_keys", info.get("expired_keys"), 1.0);
     out.field(
@@ -121,7 +154,12 @@ pub fn map(info: &Info, out: &mut Scrape) {
         info.get("rejected_connections"),
         1.0,
     );
-    out.field(&UPTIME, "uptime_in_seconds", info.get("uptime_in_seconds"), 1.0);
+    out.field(
+        &UPTIME,
+        "uptime_in_seconds",
+        info.get("uptime_in_seconds"),
+        1.0,
+    );
 }
 
 /// `dbN:keys=1,expires=0,avg_ttl=0` lines, summed over databases.
@@ -142,7 +180,12 @@ fn map_keyspace(info: &Info, out: &mut Scrape) {
 fn map_primary(info: &Info, out: &mut Scrape) {
     // A primary holds the authoritative copy.
     out.flag(&core::IN_SYNC, true);
-    out.field(&CONNECTED_REPLICAS, "connected_slaves", info.get("connected_slaves"), 1.0);
+    out.field(
+        &CONNECTED_REPLICAS,
+        "connected_slaves",
+        info.get("connected_slaves"),
+        1.0,
+    );
     let master_offset = out.parse("master_repl_offset", info.get("master_repl_offset"));
     let Some(repl) = info.section("replication") else {
         return;
@@ -165,7 +208,11 @@ fn map_primary(info: &Info, out: &mut Scrape) {
             lagging += 1.0;
         }
         if let (Some(m), Some(o)) = (master_offset, out.parse(key, sub_field(line, "offset"))) {
-            out.push(&REPLICA_LAG_BYTES, vec![("replica", name)], (m - o).max(0.0));
+            out.push(
+                &REPLICA_LAG_BYTES,
+                vec![("replica", name)],
+                (m - o).max(0.0),
+            );
         }
     }
     out.set(&core::OUT_OF_SYNC, lagging);
@@ -173,13 +220,17 @@ fn map_primary(info: &Info, out: &mut Scrape) {
 
 fn map_replica(info: &Info, out: &mut Scrape) {
     let link_up = info.get("master_link_status") == Some("up");
-    let syncing = info.get("master_sync_in_progress").is_some_and(|v| v != "0");
+    let syncing = info
+        .get("master_sync_in_progress")
+        .is_some_and(|v| v != "0");
     let loading = info.get("loading").is_some_and(|v| v != "0");
     out.flag(&MASTER_LINK_UP, link_up);
     out.flag(&core::IN_SYNC, link_up && !syncing && !loading);
     // -1 means "never"; that is already covered by master_link_up 0.
-    if let Some(s) = out.parse("master_last_io_seconds_ago", info.get("master_last_io_seconds_ago"))
-        && s >= 0.0
+    if let Some(s) = out.parse(
+        "master_last_io_seconds_ago",
+        info.get("master_last_io_seconds_ago"),
+    ) && s >= 0.0
     {
         out.set(&MASTER_LAST_IO, s);
     }
@@ -207,18 +258,27 @@ mod tests {
     #[test]
     fn primary_info_maps_every_core_metric() {
         let s = scrape(include_str!("../../testdata/redis_primary_info.txt"));
-        assert_eq!(s.get("tessera_build_info", &[("version", "7.0.15")]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_build_info", &[("version", "7.0.15")]),
+            Some(1.0)
+        );
         assert_eq!(s.get("tessera_role", &[("role", "primary")]), Some(1.0));
         assert_eq!(s.get("tessera_is_leader", &[]), Some(1.0));
         assert_eq!(s.get("tessera_connections", &[]), Some(1.0));
         assert_eq!(s.get("tessera_operations_total", &[]), Some(85.0));
-        assert_eq!(s.get("tessera_network_receive_bytes_total", &[]), Some(2583.0));
+        assert_eq!(
+            s.get("tessera_network_receive_bytes_total", &[]),
+            Some(2583.0)
+        );
         assert_eq!(s.get("tessera_data_limit_bytes", &[]), Some(104857600.0));
         assert_eq!(s.get("tessera_items", &[]), Some(70.0));
         assert_eq!(s.get("tessera_replication_in_sync", &[]), Some(1.0));
         assert_eq!(s.get("tessera_replicas_out_of_sync", &[]), Some(0.0));
         assert_eq!(
-            s.get("tessera_redis_replica_lag_bytes", &[("replica", "127.0.0.1:16380")]),
+            s.get(
+                "tessera_redis_replica_lag_bytes",
+                &[("replica", "127.0.0.1:16380")]
+            ),
             Some(0.0)
         );
         assert_eq!(s.get("tessera_redis_keyspace_hits_total", &[]), Some(1.0));
@@ -235,7 +295,10 @@ mod tests {
         assert_eq!(s.get("tessera_is_leader", &[]), Some(0.0));
         assert_eq!(s.get("tessera_replication_in_sync", &[]), Some(1.0));
         assert_eq!(s.get("tessera_redis_master_link_up", &[]), Some(1.0));
-        assert_eq!(s.get("tessera_redis_master_last_io_seconds", &[]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_redis_master_last_io_seconds", &[]),
+            Some(1.0)
+        );
         // maxmemory:0 is "unlimited".
         assert!(!s.has("tessera_data_limit_bytes"));
         // A replica sees no replicas of its own.
@@ -252,7 +315,10 @@ mod tests {
         );
         assert_eq!(s.get("tessera_replicas_out_of_sync", &[]), Some(1.0));
         assert_eq!(
-            s.get("tessera_redis_replica_lag_bytes", &[("replica", "10.0.0.2:6379")]),
+            s.get(
+                "tessera_redis_replica_lag_bytes",
+                &[("replica", "10.0.0.2:6379")]
+            ),
             Some(50.0)
         );
         let s = scrape("role:slave\nmaster_link_status:down\nmaster_last_io_seconds_ago:-1\n");
@@ -268,6 +334,9 @@ mod tests {
         assert!(!s.has("tessera_role"));
         assert!(!s.has("tessera_connections"));
         assert_eq!(s.get("tessera_data_bytes", &[]), Some(12.0));
-        assert_eq!(s.errors(), &["unexpected", "malformed_field", "malformed_field"]);
+        assert_eq!(
+            s.errors(),
+            &["unexpected", "malformed_field", "malformed_field"]
+        );
     }
 }

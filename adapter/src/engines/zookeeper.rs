@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tessera_clients::zookeeper::{self, Mode, MntrLine, Srvr};
+use tessera_clients::zookeeper::{self, MntrLine, Mode, Srvr};
 
 use crate::error::ScrapeError;
 use crate::schema::{Desc, Role, Scrape, core};
@@ -114,13 +114,43 @@ pub fn map_mntr(text: &str, out: &mut Scrape) {
     if let Some(mode) = mode {
         map_mode(mode, out);
     }
-    out.field(&core::CONNECTIONS, "zk_num_alive_connections", get("zk_num_alive_connections"), 1.0);
-    out.field(&core::OPERATIONS, "zk_packets_received", get("zk_packets_received"), 1.0);
-    out.field(&core::RX_BYTES, "zk_bytes_received_count", get("zk_bytes_received_count"), 1.0);
-    out.field(&core::TX_BYTES, "zk_response_bytes", get("zk_response_bytes"), 1.0);
-    out.field(&core::DATA_BYTES, "zk_approximate_data_size", get("zk_approximate_data_size"), 1.0);
+    out.field(
+        &core::CONNECTIONS,
+        "zk_num_alive_connections",
+        get("zk_num_alive_connections"),
+        1.0,
+    );
+    out.field(
+        &core::OPERATIONS,
+        "zk_packets_received",
+        get("zk_packets_received"),
+        1.0,
+    );
+    out.field(
+        &core::RX_BYTES,
+        "zk_bytes_received_count",
+        get("zk_bytes_received_count"),
+        1.0,
+    );
+    out.field(
+        &core::TX_BYTES,
+        "zk_response_bytes",
+        get("zk_response_bytes"),
+        1.0,
+    );
+    out.field(
+        &core::DATA_BYTES,
+        "zk_approximate_data_size",
+        get("zk_approximate_data_size"),
+        1.0,
+    );
     out.field(&core::ITEMS, "zk_znode_count", get("zk_znode_count"), 1.0);
-    out.field(&core::LEADER_CHANGES, "zk_cnt_election_time", get("zk_cnt_election_time"), 1.0);
+    out.field(
+        &core::LEADER_CHANGES,
+        "zk_cnt_election_time",
+        get("zk_cnt_election_time"),
+        1.0,
+    );
     if mode == Some(Mode::Leader) {
         let learners = out.parse("zk_learners", get("zk_learners").or(get("zk_followers")));
         let mut synced = None;
@@ -136,13 +166,33 @@ pub fn map_mntr(text: &str, out: &mut Scrape) {
         if let (Some(l), Some(s)) = (learners, synced) {
             out.set(&core::OUT_OF_SYNC, (l - s).max(0.0));
         }
-        out.field(&PENDING_SYNCS, "zk_pending_syncs", get("zk_pending_syncs"), 1.0);
+        out.field(
+            &PENDING_SYNCS,
+            "zk_pending_syncs",
+            get("zk_pending_syncs"),
+            1.0,
+        );
     }
-    out.field(&OUTSTANDING, "zk_outstanding_requests", get("zk_outstanding_requests"), 1.0);
+    out.field(
+        &OUTSTANDING,
+        "zk_outstanding_requests",
+        get("zk_outstanding_requests"),
+        1.0,
+    );
     out.field(&AVG_LATENCY, "zk_avg_latency", get("zk_avg_latency"), 1e-3);
-    out.field(&EPHEMERALS, "zk_ephemerals_count", get("zk_ephemerals_count"), 1.0);
+    out.field(
+        &EPHEMERALS,
+        "zk_ephemerals_count",
+        get("zk_ephemerals_count"),
+        1.0,
+    );
     out.field(&WATCHES, "zk_watch_count", get("zk_watch_count"), 1.0);
-    out.field(&OPEN_FDS, "zk_open_file_descriptor_count", get("zk_open_file_descriptor_count"), 1.0);
+    out.field(
+        &OPEN_FDS,
+        "zk_open_file_descriptor_count",
+        get("zk_open_file_descriptor_count"),
+        1.0,
+    );
 }
 
 /// The reduced mapping from `srvr`, for servers that only whitelist it.
@@ -185,7 +235,10 @@ fn map_mode(mode: Mode, out: &mut Scrape) {
     };
     out.push(&core::ROLE, vec![("role", role.as_str().into())], 1.0);
     // A standalone server is its own leader: it accepts writes.
-    out.flag(&core::IS_LEADER, matches!(role, Role::Leader | Role::Standalone));
+    out.flag(
+        &core::IS_LEADER,
+        matches!(role, Role::Leader | Role::Standalone),
+    );
     // Serving as follower or observer means synced with the leader.
     out.flag(&core::IN_SYNC, true);
     out.flag(&SERVING, true);
@@ -223,15 +276,24 @@ mod tests {
     #[test]
     fn leader_of_an_ensemble() {
         let s = mntr(include_str!("../../testdata/zk_leader_mntr.txt"));
-        assert_eq!(s.get("tessera_build_info", &[("version", "3.8.0")]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_build_info", &[("version", "3.8.0")]),
+            Some(1.0)
+        );
         assert_eq!(s.get("tessera_role", &[("role", "leader")]), Some(1.0));
         assert_eq!(s.get("tessera_is_leader", &[]), Some(1.0));
         assert_eq!(s.get("tessera_replication_in_sync", &[]), Some(1.0));
         assert_eq!(s.get("tessera_replicas_out_of_sync", &[]), Some(0.0));
         assert_eq!(s.get("tessera_items", &[]), Some(10.0));
         assert_eq!(s.get("tessera_operations_total", &[]), Some(9.0));
-        assert_eq!(s.get("tessera_network_receive_bytes_total", &[]), Some(372.0));
-        assert_eq!(s.get("tessera_network_transmit_bytes_total", &[]), Some(208.0));
+        assert_eq!(
+            s.get("tessera_network_receive_bytes_total", &[]),
+            Some(372.0)
+        );
+        assert_eq!(
+            s.get("tessera_network_transmit_bytes_total", &[]),
+            Some(208.0)
+        );
         assert_eq!(s.get("tessera_leader_changes_total", &[]), Some(1.0));
         assert!(s.has("tessera_connections"));
         assert!(s.has("tessera_data_bytes"));
@@ -249,7 +311,10 @@ mod tests {
         let s = mntr(include_str!("../../testdata/zk_standalone_mntr.txt"));
         assert_eq!(s.get("tessera_role", &[("role", "standalone")]), Some(1.0));
         assert_eq!(s.get("tessera_is_leader", &[]), Some(1.0));
-        assert_eq!(s.get("tessera_zookeeper_average_latency_seconds", &[]), Some(0.0));
+        assert_eq!(
+            s.get("tessera_zookeeper_average_latency_seconds", &[]),
+            Some(0.0)
+        );
     }
 
     #[test]
@@ -276,7 +341,10 @@ mod tests {
         );
         assert_eq!(s.get("tessera_items", &[]), Some(17.0));
         assert_eq!(s.get("tessera_replicas_out_of_sync", &[]), Some(1.0));
-        assert_eq!(s.get("tessera_zookeeper_average_latency_seconds", &[]), Some(0.0025));
+        assert_eq!(
+            s.get("tessera_zookeeper_average_latency_seconds", &[]),
+            Some(0.0025)
+        );
         assert!(!s.has("tessera_connections"));
         assert_eq!(s.errors(), &["malformed_field", "malformed_field"]);
     }
@@ -290,7 +358,10 @@ mod tests {
         .unwrap();
         map_srvr(&srvr, &mut s);
         assert_eq!(s.get("tessera_role", &[("role", "follower")]), Some(1.0));
-        assert_eq!(s.get("tessera_build_info", &[("version", "3.8.0-debian")]), Some(1.0));
+        assert_eq!(
+            s.get("tessera_build_info", &[("version", "3.8.0-debian")]),
+            Some(1.0)
+        );
         assert_eq!(s.get("tessera_connections", &[]), Some(2.0));
         assert_eq!(s.get("tessera_items", &[]), Some(5.0));
     }
