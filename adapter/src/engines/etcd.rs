@@ -84,11 +84,10 @@ pub fn map(samples: &[Sample], out: &mut Scrape) {
     if let Some(l) = is_leader {
         out.flag(&core::IS_LEADER, l);
     }
-    set(
-        out,
-        &core::OPERATIONS,
-        sum("etcd_server_client_requests_total"),
-    );
+    // Every gRPC call the server completed (the JSON gateway goes through
+    // gRPC too). Unlike etcd_server_client_requests_total, this family is
+    // pre-initialised at 0, so the counter exists from the first scrape.
+    set(out, &core::OPERATIONS, sum("grpc_server_handled_total"));
     set(
         out,
         &core::RX_BYTES,

@@ -164,11 +164,9 @@ pub fn map(info: &Info, out: &mut Scrape) {
 
 /// `dbN:keys=1,expires=0,avg_ttl=0` lines, summed over databases.
 fn map_keyspace(info: &Info, out: &mut Scrape) {
-    let Some(keyspace) = info.section("keyspace") else {
-        return;
-    };
+    // An empty server prints an empty `# Keyspace` section: zero keys.
     let mut total = 0.0;
-    for (db, line) in keyspace {
+    for (db, line) in info.section("keyspace").into_iter().flatten() {
         let keys = sub_field(line, "keys");
         if let Some(n) = out.parse(db, Some(keys.unwrap_or(line))) {
             total += n;
