@@ -45,6 +45,17 @@ impl Collector {
                 value: String::new(),
             });
         }
+        // Any HTTP server can answer /metrics; only etcd's counts as up.
+        if !parsed
+            .samples
+            .iter()
+            .any(|s| s.name.starts_with("etcd_server_"))
+        {
+            return Err(ScrapeError::Unexpected {
+                what: "etcd /metrics",
+                detail: "no etcd_server_* samples".into(),
+            });
+        }
         map(&parsed.samples, out);
         Ok(())
     }

@@ -64,8 +64,14 @@ impl Collector {
             });
             let text = zookeeper::four_letter(&self.target, "srvr", self.timeout).await?;
             map_srvr(&Srvr::parse(&text)?, out);
-        } else {
+        } else if text.contains(NOT_SERVING) || text.contains("zk_server_state") {
             map_mntr(&text, out);
+        } else {
+            // Something answered, but not a ZooKeeper: that is not "up".
+            return Err(ScrapeError::Unexpected {
+                what: "zookeeper reply",
+                detail: "no zk_server_state in the mntr reply".into(),
+            });
         }
         Ok(())
     }
