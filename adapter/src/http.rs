@@ -23,28 +23,23 @@ use crate::schema::{Scrape, core};
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub struct Adapter {
-    args: Args,
     engine: Engine,
     timeout: Duration,
     /// One collector, so scrapes reuse its connection; concurrent scrapes
-    /// queue on the lock (inside their own deadline).
+    /// queue on the lock (inside their own deadline). The shared clients
+    /// are cancel-safe: a scrape cut off by the deadline drops the
+    /// half-used connection and the next one reconnects.
     collector: tokio::sync::Mutex<Collector>,
-    /// Set when a scrape was cancelled mid-call: the connection may hold a
-    /// half-read reply, so the next scrape starts from a fresh collector.
-    poisoned: AtomicBool,
     was_up: AtomicBool,
     errors: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Adapter {
-    pub fn new(args: Args) -> anyhow::Result<Adapter> {
-        let collector = Collector::new(&args)?;
+    pub fn new(args: &Args) -> anyhow::Result<Adapter> {
         Ok(Adapter {
             engine: args.engine,
             timeout: args.scrape_timeout,
-            args,
-            collector: tokio::sync::Mutex::new(collector),
-            poisoned: AtomicBool::new(false),
+            collector: tokio::sync::Mutex::new(Collector::new(args)?),
             was_up: AtomicBool::new(true),
             errors: std::sync::Mutex::new(ScrapeError::PRESET.iter().map(|r| (*r, 0)).collect()),
         })
@@ -57,22 +52,13 @@ impl Adapter {
         let mut engine_out = Scrape::new(self.engine);
         let res = tokio::time::timeout(self.timeout, async {
             let mut c = self.collector.lock().await;
-            if self.poisoned.swap(false, Ordering::SeqCst) {
-                match Collector::new(&self.args) {
-                    Ok(fresh) => *c = fresh,
-                    Err(e) => tracing::warn!(error = %e, "rebuilding the engine client"),
-                }
-            }
             c.collect(&mut engine_out).await
         })
         .await;
         let failure = match res {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
-            Err(_) => {
-                self.poisoned.store(true, Ordering::SeqCst);
-                Some(ScrapeError::Deadline(self.timeout))
-            }
+            Err(_) => Some(ScrapeError::Deadline(self.timeout)),
         };
         let up = failure.is_none();
         if let Some(e) = &failure {

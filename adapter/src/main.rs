@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     if let Err(msg) = args.validate() {
         anyhow::bail!("{msg}");
     }
-    let adapter = Arc::new(Adapter::new(args.clone())?);
+    let adapter = Arc::new(Adapter::new(&args)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding --listen {}: {e}", args.listen))?;

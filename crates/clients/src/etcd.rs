@@ -148,7 +148,9 @@ impl Client {
             if !reusable {
                 *guard = Some(self.handshake().await?);
             }
-            let sender = guard.as_mut().ok_or(Error::Closed)?;
+            // Taken out while in use: a cancelled request must not leave its
+            // response queued on a connection that is used again.
+            let mut sender = guard.take().ok_or(Error::Closed)?;
             sender.ready().await.map_err(map_hyper)?;
             let req = hyper::Request::get(path)
                 .header(hyper::header::HOST, &self.authority)
@@ -164,6 +166,7 @@ impl Client {
                     Err(_) => Error::TooLarge { limit: max_body },
                 })?
                 .to_bytes();
+            *guard = Some(sender);
             Ok(HttpStatus {
                 status,
                 body: String::from_utf8_lossy(&body).into_owned(),

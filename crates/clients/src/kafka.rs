@@ -311,7 +311,10 @@ impl Client {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let id = self.correlation_id;
         let max = self.max_frame;
-        let stream = self.stream.as_mut().ok_or(Error::Closed)?;
+        // Taken out while in use: a cancelled call must not leave a
+        // half-read frame on a connection that is used again.
+        let mut taken = self.stream.take().ok_or(Error::Closed)?;
+        let stream = &mut taken;
         let r = deadline("kafka request", self.timeout, async {
             let frame = encode_request(&req, version, id)?;
             stream.write_all(&frame).await?;
@@ -319,8 +322,8 @@ impl Client {
             decode_response::<R>(body, version, id)
         })
         .await;
-        if r.is_err() {
-            self.stream = None;
+        if r.is_ok() {
+            self.stream = Some(taken);
         }
         r
     }

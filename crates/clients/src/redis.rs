@@ -152,9 +152,11 @@ impl Client {
             max_bulk_len: max,
             ..Limits::default()
         };
-        let Client { stream, buf, .. } = self;
-        let stream = stream.as_mut().ok_or(Error::Closed)?;
-        deadline("redis command", timeout, async {
+        // Taken out while in use: if the caller drops this future mid-reply
+        // (its own timeout), the half-read connection goes with it.
+        let mut taken = self.stream.take().ok_or(Error::Closed)?;
+        let (stream, buf) = (&mut taken, &mut self.buf);
+        let r = deadline("redis command", timeout, async {
             let mut out = BytesMut::new();
             resp::encode_command(args, &mut out);
             stream.write_all(&out).await?;
@@ -173,7 +175,11 @@ impl Client {
                 }
             }
         })
-        .await
+        .await;
+        if r.is_ok() {
+            self.stream = Some(taken);
+        }
+        r
     }
 
     /// `PING`; succeeds only on `PONG`.

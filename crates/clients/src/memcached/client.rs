@@ -71,14 +71,11 @@ impl Client {
             self.buf.clear();
             self.stream = Some(conn::connect(&self.addr, self.timeout).await?);
         }
-        let Client {
-            stream,
-            buf,
-            timeout,
-            ..
-        } = self;
-        let s = stream.as_mut().ok_or(Error::Closed)?;
-        let r = deadline("memcached request", *timeout, async {
+        // Taken out while in use so that a cancelled call drops the
+        // connection instead of leaving half a reply on it.
+        let mut taken = self.stream.take().ok_or(Error::Closed)?;
+        let (s, buf) = (&mut taken, &mut self.buf);
+        let r = deadline("memcached request", self.timeout, async {
             s.write_all(req).await?;
             let mut lines = Vec::new();
             loop {
@@ -103,8 +100,8 @@ impl Client {
             }
         })
         .await;
-        if r.is_err() {
-            self.stream = None;
+        if r.is_ok() {
+            self.stream = Some(taken);
         }
         r
     }
