@@ -4,28 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Engine {
-    Redis,
-    Memcached,
-    Zookeeper,
-    Etcd,
-    Kafka,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Redis => "redis",
-            Engine::Memcached => "memcached",
-            Engine::Zookeeper => "zookeeper",
-            Engine::Etcd => "etcd",
-            Engine::Kafka => "kafka",
-        }
-    }
-}
+pub use tessera_clients::target::Engine;
+use tessera_clients::target::{parse_duration, validate_host_port};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -39,7 +21,11 @@ pub enum LogFormat {
 #[command(name = "tessera-adapter", version)]
 pub struct Args {
     /// Engine behind --target.
-    #[arg(long, env = "TESSERA_ADAPTER_ENGINE", value_enum)]
+    #[arg(
+        long,
+        env = "TESSERA_ADAPTER_ENGINE",
+        value_parser = PossibleValuesParser::new(Engine::NAMES).try_map(|s| s.parse::<Engine>())
+    )]
     pub engine: Engine,
 
     /// Engine address: host:port, or for etcd a base URL
@@ -113,18 +99,15 @@ pub struct Args {
 impl Args {
     /// Checks what clap cannot: the target's shape for the engine.
     pub fn validate(&self) -> Result<(), String> {
-        if self.scrape_timeout.is_zero() {
-            return Err("--scrape-timeout must be above zero".into());
-        }
         if self.engine == Engine::Etcd {
             let rest = self
                 .target
                 .strip_prefix("http://")
                 .or_else(|| self.target.strip_prefix("https://"))
                 .unwrap_or(&self.target);
-            return check_host_port(rest.trim_end_matches('/'));
+            return validate_host_port(rest.trim_end_matches('/'));
         }
-        check_host_port(&self.target)
+        validate_host_port(&self.target)
     }
 
     /// The etcd base URL (host:port means plain http).
@@ -153,35 +136,6 @@ impl Args {
     }
 }
 
-fn check_host_port(s: &str) -> Result<(), String> {
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-            Ok(())
-        }
-        _ => Err(format!("--target {s:?} is not host:port")),
-    }
-}
-
-/// Parses `5s`, `800ms`, `1m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 5s or 800ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,17 +152,37 @@ mod tests {
         assert_eq!(a.listen, "0.0.0.0:9121".parse().unwrap());
         assert_eq!(a.scrape_timeout, Duration::from_secs(5));
         assert!(a.validate().is_ok());
-        assert_eq!(parse_duration("800ms").unwrap(), Duration::from_millis(800));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("-1s").is_err());
+        let a = args(&[
+            "--engine",
+            "kafka",
+            "--target",
+            "b:9092",
+            "--scrape-timeout",
+            "800ms",
+        ]);
+        assert_eq!(a.unwrap().scrape_timeout, Duration::from_millis(800));
+        assert!(
+            args(&[
+                "--engine",
+                "kafka",
+                "--target",
+                "b:9092",
+                "--scrape-timeout",
+                "2"
+            ])
+            .is_err()
+        );
     }
 
     #[test]
     fn refuses_bad_targets_and_engines() {
         assert!(args(&["--engine", "mysql", "--target", "a:1"]).is_err());
         let a = args(&["--engine", "zookeeper", "--target", "localhost"]).unwrap();
-        assert!(a.validate().unwrap_err().contains("host:port"));
+        assert!(
+            a.validate().unwrap_err().contains("host:port"),
+            "{:?}",
+            a.validate()
+        );
         let a = args(&["--engine", "etcd", "--target", "https://10.0.0.1:2379/"]).unwrap();
         assert!(a.validate().is_ok());
         assert_eq!(a.etcd_url(), "https://10.0.0.1:2379");
