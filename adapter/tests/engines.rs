@@ -78,6 +78,31 @@ fn redis_primary_and_replica() {
     assert!(before.must(DATA, &[]) > 0.0);
     assert_eq!(before.must("tessera_redis_connected_replicas", &[]), 1.0);
 
+    // Scrapes reuse one connection: five scrapes open no new ones (only
+    // this test's second INFO does).
+    let accepted = |p: &RedisServer| {
+        let info = exchange(p.port, b"INFO stats\r\n", Duration::from_secs(2), |t| {
+            t.contains("total_connections_received:") && t.ends_with("\r\n")
+        })
+        .expect("INFO");
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"));
+        line.expect("total_connections_received")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let conns_before = accepted(&primary);
+    for _ in 0..5 {
+        a.scrape();
+    }
+    assert_eq!(
+        accepted(&primary) - conns_before,
+        1,
+        "the adapter reconnected"
+    );
+
     for i in 0..100 {
         let reply = primary
             .command(&format!("SET key{i} value{i}"))
