@@ -8,12 +8,12 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint fmt-check clippy crds crds-check unit demo bench-adapter
+.PHONY: help test lint fmt-check clippy crds crds-check unit demo engines bench-adapter
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: lint crds-check unit ## Install what the tests need and run every test
+test: engines lint crds-check unit ## Install what the tests need and run every test
 
 lint: fmt-check clippy ## Formatting and clippy gates
 
@@ -23,7 +23,10 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## cargo test for the whole workspace
+engines: ## Install the real engines the tests run against (apt, Maven)
+	@hack/install-test-deps.sh
+
+unit: engines ## cargo test for the whole workspace
 	$(CARGO) test --workspace --locked
 
 crds: ## Regenerate crds/ from the Rust types
