@@ -8,7 +8,7 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint fmt-check clippy crds crds-check unit demo engines
+.PHONY: help test lint fmt-check clippy crds crds-check unit demo engines bench-adapter
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,3 +45,6 @@ crds-check: ## Fail when crds/ differs from what the code generates
 
 demo: ## Run the demo
 	@echo "make demo needs the local control plane (issue 3), which has not landed yet." >&2; exit 1
+
+bench-adapter: ## RSS and scrape latency: tessera-adapter vs redis_exporter (docs/benchmarks.md)
+	bench/adapter-vs-redis-exporter.sh

@@ -23,6 +23,9 @@ use tokio::net::TcpStream;
 use crate::conn::{self, deadline};
 use crate::{Error, Result};
 
+mod quorum;
+pub use quorum::MetadataQuorum;
+
 /// Default largest response frame; metadata of big clusters runs to MiBs.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;
 

@@ -17,6 +17,7 @@ pub mod memcached;
 pub mod promtext;
 pub mod redis;
 pub mod resp;
+pub mod target;
 pub mod zookeeper;
 
 pub use error::{Error, Result};
