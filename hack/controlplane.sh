@@ -125,14 +125,16 @@ free_port() {
 
 # ---- certificates and kubeconfigs ------------------------------------------
 
+need_tool() { # need_tool <command> <Debian package>: install it with apt-get if missing
+  command -v "$1" >/dev/null && return
+  say "$1 is missing; installing the Debian package $2"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; } >&2 \
+    || die "cannot install $2; install $1 and retry"
+}
+
 pki() {
   local d="$RUN/pki"
   [ -f "$d/done" ] && return
-  command -v openssl >/dev/null || {
-    say "openssl is missing; installing it with apt-get"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; } >&2 \
-      || die "cannot install openssl; install it and retry"
-  }
   rm -rf "$d"; mkdir -p "$d"
   (
     cd "$d"
@@ -214,6 +216,7 @@ nodes_ready() { # Ready, and the node lifecycle controller lifted the not-ready 
 
 cmd_up() {
   local start_time; start_time=$(date +%s)
+  need_tool openssl openssl; need_tool curl curl; need_tool flock util-linux; need_tool setsid util-linux
   BIN=$("$here/controlplane/build.sh") || die "building the control plane binaries failed (see the log named above)"
   mkdir -p "$RUN"
   exec 9>"$RUN/.lock"

@@ -95,7 +95,7 @@ log="$dir/build.log"
 start=$(date +%s)
 echo "controlplane build: building into $bin (log: $log); a cold build takes a long while on 2 cores" >&2
 
-export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local
 major=${K8S_VERSION#v}; major=${major%%.*}
 minor=${K8S_VERSION#v*.}; minor=${minor%%.*}
 vflags=""
