@@ -32,7 +32,7 @@ USAGE
 
 # Bump when the way the binaries are built changes (flags, layout), so that
 # caches made by an older recipe are not reused.
-RECIPE=1
+RECIPE=2
 
 pin_hash() {
   {
@@ -87,7 +87,19 @@ if [ "$complete" = 1 ] && [ "$force" = 0 ]; then
   echo "$bin"; exit 0
 fi
 
+# One build at a time per folder (two concurrent 'up's on a cold machine).
 mkdir -p "$dir"
+exec 8>"$dir/.build.lock"
+if ! flock -n 8; then
+  echo "controlplane build: another build of $bin is running; waiting for it" >&2
+  flock 8
+fi
+complete=1
+for b in "${BINARIES[@]}"; do [ -x "$bin/$b" ] || complete=0; done
+if [ "$complete" = 1 ] && [ "$force" = 0 ]; then
+  [ -f "$dir/kwok-stages.yaml" ] || write_kwok_stages
+  echo "$bin"; exit 0
+fi
 tmp="$dir/bin.partial"
 rm -rf "$tmp"; mkdir -p "$tmp"
 log="$dir/build.log"
@@ -123,7 +135,7 @@ run() {
 # kwok and helm have no replace directives, so `go install pkg@tag` works.
 # Run outside any module so the wrapper's go.mod does not interfere.
 (cd "$tmp" && GOBIN="$tmp" run go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION")
-(cd "$tmp" && GOBIN="$tmp" run go install -trimpath -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+(cd "$tmp" && GOBIN="$tmp" run go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
 
 for b in "${BINARIES[@]}"; do [ -x "$tmp/$b" ] || die "build finished but $b is missing in $tmp"; done
 write_kwok_stages
