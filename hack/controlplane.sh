@@ -232,8 +232,14 @@ cmd_up() {
 
   pki
   local etcd_port etcd_peer api_port kcm_port sched_port kwok_port
-  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
-  kcm_port=$(free_port); sched_port=$(free_port); kwok_port=$(free_port)
+  local taken=" " port_var
+  for port_var in etcd_port etcd_peer api_port kcm_port sched_port kwok_port; do
+    local p_
+    p_=$(free_port)
+    while [[ "$taken" == *" $p_ "* ]]; do p_=$(free_port); done
+    taken+="$p_ "
+    printf -v "$port_var" '%s' "$p_"
+  done
   printf 'etcd=%s\netcd-peer=%s\napiserver=%s\ncontroller-manager=%s\nscheduler=%s\nkwok=%s\n' \
     "$etcd_port" "$etcd_peer" "$api_port" "$kcm_port" "$sched_port" "$kwok_port" >"$RUN/ports"
   local api="https://127.0.0.1:$api_port" p="$RUN/pki"
