@@ -105,9 +105,9 @@ impl Args {
                 .strip_prefix("http://")
                 .or_else(|| self.target.strip_prefix("https://"))
                 .unwrap_or(&self.target);
-            return validate_host_port(rest.trim_end_matches('/'));
+            return validate_host_port(rest.trim_end_matches('/')).map_err(|e| e.to_string());
         }
-        validate_host_port(&self.target)
+        validate_host_port(&self.target).map_err(|e| e.to_string())
     }
 
     /// The etcd base URL (host:port means plain http).
