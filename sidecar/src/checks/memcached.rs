@@ -5,7 +5,9 @@ use tessera_clients::memcached::Client;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use crate::cli::{Args, validate_host_port};
+use tessera_clients::target::validate_host_port;
+
+use crate::cli::Args;
 use crate::error::Error;
 
 pub struct Memcached {
