@@ -6,10 +6,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tessera_clients::etcd::{Client, HttpStatus};
-
-use super::Verdict;
 use tessera_clients::target::validate_host_port;
 
+use super::Verdict;
 use crate::cli::Args;
 use crate::error::Error;
 

@@ -5,11 +5,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use tessera_clients::kafka::Client;
+use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use tessera_clients::target::validate_host_port;
-
 use crate::cli::Args;
 use crate::error::Error;
 

@@ -2,11 +2,10 @@
 //! `version` answers.
 
 use tessera_clients::memcached::Client;
+use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use tessera_clients::target::validate_host_port;
-
 use crate::cli::Args;
 use crate::error::Error;
 

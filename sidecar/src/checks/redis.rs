@@ -3,11 +3,10 @@
 
 use tessera_clients::Error as ClientError;
 use tessera_clients::redis::{Client, Info, Options};
+use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use tessera_clients::target::validate_host_port;
-
 use crate::cli::Args;
 use crate::error::Error;
 
