@@ -1,19 +1,15 @@
-//! Command line: every flag also reads a `TESSERA_ADAPTER_*` variable.
+//! Command line: the adapter's own flags read `TESSERA_ADAPTER_*`
+//! variables; the shared groups (Redis auth, etcd TLS, logs) read the
+//! `TESSERA_*` variables every Tessera container in a pod shares.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use tessera_clients::cli::{EtcdTlsArgs, RedisAuthArgs};
 pub use tessera_clients::target::Engine;
 use tessera_clients::target::{parse_duration, validate_host_port};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+use tessera_telemetry::LogArgs;
 
 /// Exposes one engine's native health data in the uniform `tessera_*`
 /// Prometheus schema.
@@ -21,11 +17,7 @@ pub enum LogFormat {
 #[command(name = "tessera-adapter", version)]
 pub struct Args {
     /// Engine behind --target.
-    #[arg(
-        long,
-        env = "TESSERA_ADAPTER_ENGINE",
-        value_parser = PossibleValuesParser::new(Engine::NAMES).try_map(|s| s.parse::<Engine>())
-    )]
+    #[arg(long, env = "TESSERA_ADAPTER_ENGINE", value_enum)]
     pub engine: Engine,
 
     /// Engine address: host:port, or for etcd a base URL
@@ -42,58 +34,19 @@ pub struct Args {
     #[arg(long, env = "TESSERA_ADAPTER_SCRAPE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub scrape_timeout: Duration,
 
-    /// Redis password (prefer --redis-password-file). Never logged.
-    #[arg(long, env = "TESSERA_ADAPTER_REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
+    #[command(flatten)]
+    pub redis: RedisAuthArgs,
 
-    /// File holding the Redis password (trailing newline ignored).
-    #[arg(
-        long,
-        env = "TESSERA_ADAPTER_REDIS_PASSWORD_FILE",
-        conflicts_with = "redis_password"
-    )]
-    pub redis_password_file: Option<PathBuf>,
-
-    /// Redis ACL user (Redis 6+), used with the password.
-    #[arg(long, env = "TESSERA_ADAPTER_REDIS_USERNAME")]
-    pub redis_username: Option<String>,
-
-    /// PEM CA bundle for an https etcd target.
-    #[arg(long, env = "TESSERA_ADAPTER_ETCD_CA_FILE")]
-    pub etcd_ca_file: Option<PathBuf>,
-
-    /// PEM client certificate for etcd mutual TLS (with --etcd-key-file).
-    #[arg(
-        long,
-        env = "TESSERA_ADAPTER_ETCD_CERT_FILE",
-        requires = "etcd_key_file"
-    )]
-    pub etcd_cert_file: Option<PathBuf>,
-
-    /// PEM private key for --etcd-cert-file.
-    #[arg(
-        long,
-        env = "TESSERA_ADAPTER_ETCD_KEY_FILE",
-        requires = "etcd_cert_file"
-    )]
-    pub etcd_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd_tls: EtcdTlsArgs,
 
     /// Kafka node id of the target broker, when its advertised address
     /// differs from --target (otherwise found by matching the address).
     #[arg(long, env = "TESSERA_ADAPTER_KAFKA_NODE_ID")]
     pub kafka_node_id: Option<i32>,
 
-    #[arg(
-        long,
-        env = "TESSERA_ADAPTER_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    pub log_format: LogFormat,
-
-    /// Log filter, e.g. info or tessera_adapter=debug.
-    #[arg(long, env = "TESSERA_ADAPTER_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 impl Args {
@@ -105,9 +58,9 @@ impl Args {
                 .strip_prefix("http://")
                 .or_else(|| self.target.strip_prefix("https://"))
                 .unwrap_or(&self.target);
-            return validate_host_port(rest.trim_end_matches('/'));
+            return validate_host_port(rest.trim_end_matches('/')).map_err(|e| e.to_string());
         }
-        validate_host_port(&self.target)
+        validate_host_port(&self.target).map_err(|e| e.to_string())
     }
 
     /// The etcd base URL (host:port means plain http).
@@ -116,22 +69,6 @@ impl Args {
             self.target.trim_end_matches('/').to_string()
         } else {
             format!("http://{}", self.target)
-        }
-    }
-
-    /// The Redis password from the flag, the variable or the file.
-    pub fn redis_password(&self) -> anyhow::Result<Option<String>> {
-        if let Some(p) = &self.redis_password {
-            return Ok(Some(p.clone()));
-        }
-        match &self.redis_password_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("reading --redis-password-file {}: {e}", path.display())
-                })?;
-                Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
-            }
-            None => Ok(None),
         }
     }
 }
@@ -204,6 +141,6 @@ mod tests {
             f.to_str().unwrap(),
         ])
         .unwrap();
-        assert_eq!(a.redis_password().unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(a.redis.password().unwrap().as_deref(), Some("s3cret"));
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use tessera_adapter::cli::{Args, LogFormat};
+use tessera_adapter::cli::Args;
 use tessera_adapter::http::{Adapter, serve};
 
 // One thread is plenty for one engine and a scrape every few seconds, and
@@ -9,7 +9,7 @@ use tessera_adapter::http::{Adapter, serve};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format, &args.log_level)?;
+    tessera_telemetry::init(&args.log);
     if let Err(msg) = args.validate() {
         anyhow::bail!("{msg}");
     }
@@ -44,17 +44,4 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-}
-
-fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| anyhow::anyhow!("--log-level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
 }

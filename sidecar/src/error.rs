@@ -7,12 +7,8 @@ pub enum Error {
     Target { target: String, why: String },
     #[error("invalid --probe-timeout {0:?}: use a duration such as 800ms or 1s")]
     Duration(String),
-    #[error("cannot read the Redis password file {path}: {source}")]
-    PasswordFile {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    PasswordFile(#[from] tessera_clients::cli::PasswordFileError),
     #[error("{0}")]
     Client(#[from] tessera_clients::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -21,4 +17,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<tessera_clients::target::TargetError> for Error {
+    fn from(e: tessera_clients::target::TargetError) -> Error {
+        Error::Target {
+            target: e.target,
+            why: e.why.to_string(),
+        }
+    }
 }

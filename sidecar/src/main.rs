@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::cli::{Args, LogFormat};
+use crate::cli::Args;
 use crate::error::Error;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logs(&args);
+    tessera_telemetry::init(&args.log);
     // One thread: checks are I/O-bound and single-flighted, and the
     // sidecar runs in every pod, so its footprint matters more than
     // parallelism.
@@ -84,17 +84,5 @@ async fn shutdown() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-fn init_logs(args: &Args) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }

@@ -30,24 +30,26 @@ impl Collector {
         Ok(match args.engine {
             Engine::Redis => Collector::Redis(redis::Collector::new(
                 &args.target,
-                tessera_clients::redis::Options {
-                    timeout: t,
-                    password: args.redis_password()?,
-                    username: args.redis_username.clone(),
-                    ..Default::default()
-                },
+                args.redis
+                    .options(tessera_clients::redis::Options {
+                        timeout: t,
+                        ..Default::default()
+                    })
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "reading --redis-password-file {}: {}",
+                            e.path.display(),
+                            e.source
+                        )
+                    })?,
             )),
             Engine::Memcached => Collector::Memcached(memcached::Collector::new(&args.target, t)),
             Engine::Zookeeper => Collector::Zookeeper(zookeeper::Collector::new(&args.target, t)),
             Engine::Etcd => {
-                let tls = args.etcd_url().starts_with("https://").then(|| {
-                    tessera_clients::etcd::TlsOptions {
-                        ca_file: args.etcd_ca_file.clone(),
-                        cert_file: args.etcd_cert_file.clone(),
-                        key_file: args.etcd_key_file.clone(),
-                        server_name: None,
-                    }
-                });
+                let tls = args
+                    .etcd_url()
+                    .starts_with("https://")
+                    .then(|| args.etcd_tls.options());
                 Collector::Etcd(etcd::Collector::new(&args.etcd_url(), t, tls)?)
             }
             Engine::Kafka => {

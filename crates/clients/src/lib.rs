@@ -11,6 +11,7 @@
 mod conn;
 mod error;
 
+pub mod cli;
 pub mod etcd;
 pub mod kafka;
 pub mod memcached;

@@ -1,13 +1,14 @@
 //! What every binary's command line shares about its engine: which engine,
 //! the `host:port` syntax of its address, and the `800ms`/`5s` duration
-//! syntax of deadlines. Kept free of clap so that this crate stays small.
+//! syntax of deadlines. The flag groups for reaching an engine (Redis auth,
+//! etcd TLS) are in [`crate::cli`].
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The engines Tessera runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The engines Tessera runs; `value_enum` in a clap `--engine` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Engine {
     Redis,
     Memcached,
@@ -54,9 +55,28 @@ impl FromStr for Engine {
     }
 }
 
+/// An engine address that is not `host:port`. `why` stands alone, so that
+/// a binary can name its own flag in front of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetError {
+    pub target: String,
+    pub why: &'static str,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "target {:?}: {}", self.target, self.why)
+    }
+}
+
+impl std::error::Error for TargetError {}
+
 /// Checks `host:port` syntax (the host may be a name resolved later).
-pub fn validate_host_port(target: &str) -> Result<(), String> {
-    let err = |why: &str| format!("target {target:?}: {why}");
+pub fn validate_host_port(target: &str) -> Result<(), TargetError> {
+    let err = |why: &'static str| TargetError {
+        target: target.to_string(),
+        why,
+    };
     let (host, port) = target
         .rsplit_once(':')
         .ok_or_else(|| err("expected host:port"))?;

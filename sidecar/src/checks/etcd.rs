@@ -5,10 +5,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tessera_clients::etcd::{Client, HttpStatus, TlsOptions};
+use tessera_clients::etcd::{Client, HttpStatus};
+use tessera_clients::target::validate_host_port;
 
 use super::Verdict;
-use crate::cli::{Args, validate_host_port};
+use crate::cli::Args;
 use crate::error::Error;
 
 pub struct Etcd {
@@ -23,19 +24,14 @@ impl Etcd {
             args.target.clone()
         } else {
             validate_host_port(&args.target)?;
-            let scheme = if args.tls_ca_file.is_some() {
+            let scheme = if args.etcd_tls.etcd_ca_file.is_some() {
                 "https"
             } else {
                 "http"
             };
             format!("{scheme}://{}", args.target)
         };
-        let tls = url.starts_with("https://").then(|| TlsOptions {
-            ca_file: args.tls_ca_file.clone(),
-            cert_file: args.tls_cert_file.clone(),
-            key_file: args.tls_key_file.clone(),
-            server_name: args.tls_server_name.clone(),
-        });
+        let tls = url.starts_with("https://").then(|| args.etcd_tls.options());
         let client = Client::new(&url, args.probe_timeout, tls).map_err(|e| Error::Target {
             target: args.target.clone(),
             why: e.to_string(),

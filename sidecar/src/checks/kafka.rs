@@ -5,10 +5,11 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use tessera_clients::kafka::Client;
+use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use crate::cli::{Args, validate_host_port};
+use crate::cli::Args;
 use crate::error::Error;
 
 pub struct Kafka {

@@ -2,10 +2,11 @@
 //! `version` answers.
 
 use tessera_clients::memcached::Client;
+use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use crate::cli::{Args, validate_host_port};
+use crate::cli::Args;
 use crate::error::Error;
 
 pub struct Memcached {

@@ -2,7 +2,9 @@
 
 use tessera_clients::Error as ClientError;
 
-use crate::cli::{Args, Engine};
+use tessera_clients::target::Engine;
+
+use crate::cli::Args;
 use crate::error::Error;
 
 mod etcd;

@@ -3,10 +3,11 @@
 
 use tessera_clients::Error as ClientError;
 use tessera_clients::redis::{Client, Info, Options};
+use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use crate::cli::{Args, validate_host_port};
+use crate::cli::Args;
 use crate::error::Error;
 
 pub struct Redis {
@@ -17,26 +18,12 @@ pub struct Redis {
 impl Redis {
     pub fn new(args: &Args) -> Result<Redis, Error> {
         validate_host_port(&args.target)?;
-        let password = match (&args.redis_password, &args.redis_password_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|source| Error::PasswordFile {
-                        path: path.display().to_string(),
-                        source,
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        let opts = Options {
+        let opts = args.redis.options(Options {
             timeout: args.probe_timeout,
-            password,
-            username: args.redis_username.clone(),
             // INFO replication is ~1 KiB; a probe never needs more.
             max_reply_bytes: 1024 * 1024,
-        };
+            ..Options::default()
+        })?;
         Ok(Redis {
             client: Mutex::new(Client::lazy(&args.target, opts)),
             max_lag: args.max_replica_lag,

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use tessera_clients::target::validate_host_port;
 use tessera_clients::zookeeper::{Mode, Srvr, four_letter};
 
 use super::Verdict;
-use crate::cli::{Args, validate_host_port};
+use crate::cli::Args;
 use crate::error::Error;
 
 pub struct ZooKeeper {

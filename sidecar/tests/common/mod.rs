@@ -28,7 +28,7 @@ impl Sidecar {
                 "500ms",
             ])
             .args(extra)
-            .env("TESSERA_SIDECAR_LOG_LEVEL", "warn")
+            .env("TESSERA_LOG_LEVEL", "warn")
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn tessera-sidecar");
