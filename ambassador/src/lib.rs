@@ -2,4 +2,5 @@
 //! Redis (RESP2) and memcached.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod ring;

@@ -5,4 +5,5 @@
 //! traffic without copying and the clients can wrap them with timeouts.
 #![forbid(unsafe_code)]
 
+pub mod memcached;
 pub mod resp;

@@ -1,0 +1,3 @@
+//! memcached text protocol.
+
+pub mod codec;
