@@ -2,5 +2,15 @@
 //! Redis (RESP2) and memcached.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod client;
 pub mod config;
+pub mod error;
+pub mod memcache;
+pub mod metrics;
+pub mod pool;
+pub mod redis;
+pub mod reload;
 pub mod ring;
+pub mod server;
+pub mod upstream;

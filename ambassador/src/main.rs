@@ -1,3 +1,142 @@
 #![forbid(unsafe_code)]
 
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tessera_ambassador::config::Config;
+use tessera_ambassador::{admin, reload, server::Server};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A twemproxy-compatible shard-routing proxy for Redis and memcached.
+#[derive(Parser, Debug)]
+#[command(name = "tessera-ambassador", version)]
+struct Args {
+    /// The twemproxy-style pool file to run; reloaded when it changes.
+    #[arg(long, env = "TESSERA_AMBASSADOR_CONFIG", conflicts_with = "check")]
+    config: Option<PathBuf>,
+    /// Validate a pool file, print what is wrong with line numbers, and exit.
+    #[arg(long, env = "TESSERA_AMBASSADOR_CHECK")]
+    check: Option<PathBuf>,
+    /// Route to the primaries of this ShardedStore (`namespace/name`).
+    #[arg(long, env = "TESSERA_AMBASSADOR_STORE")]
+    store: Option<String>,
+    /// Serve /metrics and /healthz on this address.
+    #[arg(long, env = "TESSERA_AMBASSADOR_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// How often to look for a changed pool file, in milliseconds.
+    #[arg(
+        long,
+        env = "TESSERA_AMBASSADOR_RELOAD_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    reload_interval_ms: u64,
+    /// Log format.
+    #[arg(
+        long,
+        env = "TESSERA_AMBASSADOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Worker threads; 0 uses every core.
+    #[arg(long, env = "TESSERA_AMBASSADOR_THREADS", default_value_t = 0)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_AMBASSADOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.json().init(),
+    }
+
+    if let Some(path) = &args.check {
+        return match Config::load(path) {
+            Ok(config) => {
+                for p in &config.pools {
+                    println!(
+                        "{}: pool {:?} listens on {} with {} servers ({}, {}): ok",
+                        path.display(),
+                        p.name,
+                        p.listen,
+                        p.servers.len(),
+                        p.hash,
+                        p.distribution
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                for p in &e.problems {
+                    match p.line {
+                        Some(line) => eprintln!("{}:{line}: {}", path.display(), p.message),
+                        None => eprintln!("{}: {}", path.display(), p.message),
+                    }
+                }
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.store.is_some() {
+        eprintln!("--store (Kubernetes discovery) is not implemented yet; use --config");
+        return ExitCode::FAILURE;
+    }
+    let Some(path) = args.config.clone() else {
+        eprintln!("one of --config or --check is required");
+        return ExitCode::FAILURE;
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if args.threads > 0 {
+        rt.worker_threads(args.threads);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let config = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(addr) = args.admin
+            && let Err(e) = admin::serve(addr).await
+        {
+            eprintln!("cannot serve the admin endpoint on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+        let server = match Server::start(config).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("{e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tokio::spawn(reload::watch(
+            path,
+            server.clone(),
+            Duration::from_millis(args.reload_interval_ms.max(10)),
+        ));
+        let _ = tokio::signal::ctrl_c().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -79,7 +79,7 @@ const KETAMA_POINTS_PER_HASH: u32 = 4;
 
 /// The part of `key` that is hashed: the text inside the first hash tag
 /// when there is a non-empty one, else the whole key.
-pub fn hash_tagged<'k>(key: &'k [u8], tag: Option<[u8; 2]>) -> &'k [u8] {
+pub fn hash_tagged(key: &[u8], tag: Option<[u8; 2]>) -> &[u8] {
     let Some([open, close]) = tag else {
         return key;
     };
@@ -107,7 +107,23 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(hash: HashFn, dist: Distribution, tag: Option<[u8; 2]>, members: &[Member]) -> Ring {
-        let live = || members.iter().enumerate().filter(|(_, m)| m.live);
+        // nutcracker sorts a pool's servers by name (shorter first, then
+        // bytewise) while checking for duplicates, and that sorted order is
+        // the order of modula slots and of ketama ties.
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (
+                members[a].identity.as_bytes(),
+                members[b].identity.as_bytes(),
+            );
+            a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+        });
+        let live = || {
+            order
+                .iter()
+                .map(|&i| (i, &members[i]))
+                .filter(|(_, m)| m.live)
+        };
         let nlive = live().count() as u32;
         let total_weight: u32 = live().map(|(_, m)| m.weight).sum();
         let mut continuum = Vec::new();

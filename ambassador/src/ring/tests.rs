@@ -72,9 +72,11 @@ fn ejected_members_leave_the_ring_and_others_keep_their_keys() {
 
 #[test]
 fn modula_is_hash_mod_total_live_weight() {
-    let ms = members(&[("a", 1), ("b", 2), ("c", 1)]);
+    // Slots follow nutcracker's name order (length, then bytes), not the
+    // order of the file: "b" (weight 2), "c", "aa".
+    let ms = members(&[("aa", 1), ("b", 2), ("c", 1)]);
     let ring = Ring::new(HashFn::Crc32a, Distribution::Modula, None, &ms);
-    let slots = [0, 1, 1, 2];
+    let slots = [1, 1, 2, 0];
     for i in 0..1000 {
         let key = format!("user:{i}");
         let h = HashFn::Crc32a.hash(key.as_bytes());

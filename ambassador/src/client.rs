@@ -1,0 +1,216 @@
+//! The reply side of a client connection: replies are written in request
+//! order, merged when a command was split across shards, and flushed only
+//! when the next reply is not ready yet, so pipelined replies share writes.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tessera_clients::memcached::codec as mc;
+use tessera_clients::resp::{self, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::UpstreamError;
+use crate::pool::Shard;
+use crate::upstream::Reply;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Redis,
+    Memcached,
+}
+
+/// How the replies of a split command are put back together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatherOp {
+    /// MGET: array elements back in key order.
+    Mget,
+    /// MSET: `+OK` when every part said so.
+    Mset,
+    /// DEL, UNLINK, EXISTS, TOUCH: the sum of the integers.
+    Sum,
+    /// memcached get/gets: the VALUE blocks of every part, then END.
+    McGet,
+}
+
+pub struct Part {
+    pub rx: oneshot::Receiver<Reply>,
+    pub shard: Arc<Shard>,
+    /// Where this part's keys sit in the original command (MGET only).
+    pub positions: Vec<u32>,
+}
+
+pub enum Pending {
+    /// A reply produced by the proxy itself.
+    Ready(Bytes),
+    One {
+        rx: oneshot::Receiver<Reply>,
+        shard: Arc<Shard>,
+        command: usize,
+    },
+    Gather {
+        op: GatherOp,
+        parts: Vec<Part>,
+        keys: usize,
+        command: usize,
+    },
+}
+
+const FLUSH_AT: usize = 64 * 1024;
+
+/// An error reply in the client's protocol, on one line.
+pub fn error_reply(proto: Proto, message: &str, out: &mut BytesMut) {
+    let clean = message.replace(['\r', '\n'], " ");
+    match proto {
+        Proto::Redis => {
+            out.put_slice(b"-ERR ");
+            out.put_slice(clean.as_bytes());
+        }
+        Proto::Memcached => {
+            out.put_slice(b"SERVER_ERROR ");
+            out.put_slice(clean.as_bytes());
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
+async fn flush(w: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+    if !out.is_empty() {
+        w.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Waits for a reply, flushing what is buffered first if it is not ready.
+async fn resolve(
+    mut rx: oneshot::Receiver<Reply>,
+    w: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+) -> std::io::Result<Reply> {
+    match rx.try_recv() {
+        Ok(r) => Ok(r),
+        Err(oneshot::error::TryRecvError::Empty) => {
+            flush(w, out).await?;
+            Ok(rx.await.unwrap_or(Err(UpstreamError::NoLiveShards)))
+        }
+        Err(oneshot::error::TryRecvError::Closed) => Ok(Err(UpstreamError::NoLiveShards)),
+    }
+}
+
+/// Writes replies in order until the reader side hangs up, then closes.
+pub async fn write_replies(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>, proto: Proto) {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    let result: std::io::Result<()> = async {
+        while let Some(p) = rx.recv().await {
+            match p {
+                Pending::Ready(b) => out.put_slice(&b),
+                Pending::One { rx, shard, command } => match resolve(rx, &mut w, &mut out).await? {
+                    Ok(b) => out.put_slice(&b),
+                    Err(e) => {
+                        shard.counters.error(command, e.label());
+                        error_reply(proto, &e.to_string(), &mut out);
+                    }
+                },
+                Pending::Gather {
+                    op,
+                    parts,
+                    keys,
+                    command,
+                } => {
+                    let mut replies = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        let r = resolve(part.rx, &mut w, &mut out).await?;
+                        if let Err(e) = &r {
+                            part.shard.counters.error(command, e.label());
+                        }
+                        replies.push((r, part.positions));
+                    }
+                    merge(op, proto, replies, keys, &mut out);
+                }
+            }
+            if out.len() >= FLUSH_AT || rx.is_empty() {
+                flush(&mut w, &mut out).await?;
+            }
+        }
+        flush(&mut w, &mut out).await?;
+        w.shutdown().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client write failed");
+    }
+}
+
+/// Puts the replies of a split command back together.
+pub fn merge(
+    op: GatherOp,
+    proto: Proto,
+    replies: Vec<(Reply, Vec<u32>)>,
+    keys: usize,
+    out: &mut BytesMut,
+) {
+    // The first failure, as an error reply, fails the whole command.
+    let mut frames = Vec::with_capacity(replies.len());
+    for (r, positions) in replies {
+        match r {
+            Ok(b) => frames.push((b, positions)),
+            Err(e) => return error_reply(proto, &e.to_string(), out),
+        }
+    }
+    let limits = resp::Limits::default();
+    let decode = |b: &Bytes| {
+        resp::decode(&mut BytesMut::from(&b[..]), &limits)
+            .ok()
+            .flatten()
+    };
+    match op {
+        GatherOp::McGet => {
+            for (b, _) in &frames {
+                if !(b.starts_with(b"VALUE ") || b.starts_with(b"END")) {
+                    out.put_slice(b);
+                    return;
+                }
+            }
+            for (b, _) in &frames {
+                out.put_slice(mc::retrieval_values(b));
+            }
+            out.put_slice(b"END\r\n");
+        }
+        GatherOp::Mget => {
+            let mut values = vec![Value::Null; keys];
+            for (b, positions) in &frames {
+                match decode(b) {
+                    Some(Value::Array(items)) if items.len() == positions.len() => {
+                        for (item, &pos) in items.into_iter().zip(positions) {
+                            values[pos as usize] = item;
+                        }
+                    }
+                    Some(Value::Error(_)) => return out.put_slice(b),
+                    _ => return error_reply(proto, "unexpected reply to a split MGET", out),
+                }
+            }
+            resp::encode(&Value::Array(values), out);
+        }
+        GatherOp::Mset => {
+            for (b, _) in &frames {
+                if &b[..] != b"+OK\r\n" {
+                    return out.put_slice(b);
+                }
+            }
+            out.put_slice(b"+OK\r\n");
+        }
+        GatherOp::Sum => {
+            let mut sum: i64 = 0;
+            for (b, _) in &frames {
+                match decode(b) {
+                    Some(Value::Integer(n)) => sum = sum.saturating_add(n),
+                    Some(Value::Error(_)) => return out.put_slice(b),
+                    _ => return error_reply(proto, "unexpected reply to a split command", out),
+                }
+            }
+            resp::encode(&Value::Integer(sum), out);
+        }
+    }
+}
