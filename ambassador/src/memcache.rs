@@ -152,6 +152,9 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
         let limits = limits(routing.config.max_request_bytes);
         loop {
             let failure = match mc::parse_request(&buf, &limits) {
+                Ok(Some(req)) if req.len > routing.config.max_request_bytes => {
+                    ClientError::TooLarge(routing.config.max_request_bytes)
+                }
                 Ok(Some(req)) => {
                     let frame = buf.split_to(req.len).freeze();
                     match request(frame, &req, &routing).await {

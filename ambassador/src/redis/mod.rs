@@ -602,6 +602,7 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
         let limits = limits(max);
         loop {
             let failure = match resp::decode_frame(&mut buf, &limits) {
+                Ok(Some((raw, _))) if raw.len() > max => ClientError::TooLarge(max),
                 Ok(Some((raw, value))) => match command(raw, value, &routing, &mut session).await {
                     Ok(Step::Reply(p)) => {
                         if tx.send(p).await.is_err() {
