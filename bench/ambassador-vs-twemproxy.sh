@@ -65,7 +65,7 @@ PIDS+=($!); wait_port "$AMB_PORT"
 # run <port> <pipeline> -> "set_rps get_rps set_p50 get_p50"
 run() {
   redis-benchmark -h 127.0.0.1 -p "$1" -t set,get -n "$N" -c 50 -r 100000 -P "$2" --csv -q 2>/dev/null |
-    awk -F'","' 'NR>1 { gsub(/"/,""); rps[$1]=$2; p50[$1]=$4 }
+    tr -d '"' | awk -F, 'NR>1 { rps[$1]=$2; p50[$1]=$5 }
                  END { printf "%s %s %s %s\n", rps["SET"], rps["GET"], p50["SET"], p50["GET"] }'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

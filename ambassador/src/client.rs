@@ -7,9 +7,11 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use tessera_clients::memcached::codec as mc;
 use tessera_clients::resp::{self, Value};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::error::UpstreamError;
 use crate::pool::Shard;
@@ -213,4 +215,27 @@ pub fn merge(
             resp::encode(&Value::Integer(sum), out);
         }
     }
+}
+
+/// Replies queued for one client before its reader waits.
+const REPLY_QUEUE: usize = 1024;
+
+/// Splits a client connection into its reading half and the queue feeding
+/// a writer task.
+pub fn open(
+    stream: TcpStream,
+    proto: Proto,
+) -> (OwnedReadHalf, mpsc::Sender<Pending>, JoinHandle<()>) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel(REPLY_QUEUE);
+    (reader, tx, tokio::spawn(write_replies(writer, rx, proto)))
+}
+
+/// Reads more client bytes into `buf`; false when the client is gone.
+pub async fn read_more(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> bool {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    matches!(reader.read_buf(buf).await, Ok(n) if n > 0)
 }

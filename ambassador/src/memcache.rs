@@ -5,11 +5,9 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tessera_clients::memcached::codec::{self as mc, Command};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
-use crate::client::{GatherOp, Part, Pending, Proto, error_reply, write_replies};
+use crate::client::{self, GatherOp, Part, Pending, Proto, error_reply};
 use crate::error::{ClientError, UpstreamError};
 use crate::metrics::METRICS;
 use crate::pool::{Pool, Routing};
@@ -135,18 +133,11 @@ async fn request(frame: Bytes, req: &mc::Request, routing: &Routing) -> Step {
 
 /// Serves one memcached client until it closes, sends `quit` or bad input.
 pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel(1024);
-    let writing = tokio::spawn(write_replies(writer, rx, Proto::Memcached));
+    let (mut reader, tx, writing) = client::open(stream, Proto::Memcached);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        if !client::read_more(&mut reader, &mut buf).await {
+            break;
         }
         let routing = pool.routing.load_full();
         let limits = limits(routing.config.max_request_bytes);

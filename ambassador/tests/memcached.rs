@@ -34,7 +34,7 @@ fn random_key(rng: &mut fastrand::Rng, prefix: &str, alphabet: &[u8], i: usize) 
     let n = rng.usize(1..30);
     for j in 0..n {
         // Some keys carry a hash tag.
-        if i % 3 == 0 && (j == 2 || j == 6) {
+        if i.is_multiple_of(3) && (j == 2 || j == 6) {
             k.push(if j == 2 { b'{' } else { b'}' });
         } else {
             k.push(alphabet[rng.usize(..alphabet.len())]);

@@ -8,11 +8,9 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::{Bytes, BytesMut};
 use tessera_clients::resp::{self, Value};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
-use crate::client::{GatherOp, Part, Pending, Proto, error_reply, write_replies};
+use crate::client::{self, GatherOp, Part, Pending, Proto, error_reply};
 use crate::error::{ClientError, UpstreamError};
 use crate::metrics::METRICS;
 use crate::pool::{Pool, Routing};
@@ -580,21 +578,14 @@ pub fn limits(max_request_bytes: usize) -> resp::Limits {
 
 /// Serves one Redis client until it closes, sends QUIT or sends bad input.
 pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
-    let (tx, rx) = mpsc::channel(1024);
-    let writing = tokio::spawn(write_replies(writer, rx, Proto::Redis));
+    let (mut reader, tx, writing) = client::open(stream, Proto::Redis);
     let mut session = Session {
         authenticated: pool.routing.load().config.redis_auth.is_none(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'conn: loop {
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        if !client::read_more(&mut reader, &mut buf).await {
+            break;
         }
         // One load per batch: a reload applies from the next batch on.
         let routing = pool.routing.load_full();
