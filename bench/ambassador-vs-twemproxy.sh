@@ -71,7 +71,7 @@ run() {
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A R
-for P in 1 16; do
+for P in ${BENCH_PIPELINES:-1 16}; do
   for round in $(seq 1 "$ROUNDS"); do
     for target in direct nutcracker ambassador; do
       case $target in
@@ -92,7 +92,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
 echo "Redis: median of $ROUNDS rounds, requests/s (p50 ms)"
 printf '%-6s %-4s %22s %22s %22s %10s %10s\n' P op direct nutcracker ambassador amb/nut amb/direct
-for P in 1 16; do
+for P in ${BENCH_PIPELINES:-1 16}; do
   for op in set get; do
     d=$(med "direct,$P,$op"); n=$(med "nutcracker,$P,$op"); a=$(med "ambassador,$P,$op")
     d50=$(med "direct,$P,${op}50"); n50=$(med "nutcracker,$P,${op}50"); a50=$(med "ambassador,$P,${op}50")
@@ -102,7 +102,7 @@ for P in 1 16; do
 done
 
 # --- memcached -------------------------------------------------------------
-if command -v memcslap >/dev/null; then
+if [[ ${BENCH_MEMCACHED:-1} == 1 ]] && command -v memcslap >/dev/null; then
   MC=()
   for _ in 1 2 3; do
     p=$(free_port)

@@ -91,14 +91,22 @@ async fn resolve(
     w: &mut OwnedWriteHalf,
     out: &mut BytesMut,
 ) -> std::io::Result<Reply> {
-    match rx.try_recv() {
-        Ok(r) => Ok(r),
-        Err(oneshot::error::TryRecvError::Empty) => {
-            flush(w, out).await?;
-            Ok(rx.await.unwrap_or(Err(UpstreamError::NoLiveShards)))
+    // A reply from another shard is often a moment away: give the shard
+    // tasks a couple of turns before paying for a separate write.
+    for turn in 0..3 {
+        match rx.try_recv() {
+            Ok(r) => return Ok(r),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                return Ok(Err(UpstreamError::NoLiveShards));
+            }
+            Err(oneshot::error::TryRecvError::Empty) if turn < 2 && !out.is_empty() => {
+                tokio::task::yield_now().await;
+            }
+            Err(oneshot::error::TryRecvError::Empty) => break,
         }
-        Err(oneshot::error::TryRecvError::Closed) => Ok(Err(UpstreamError::NoLiveShards)),
     }
+    flush(w, out).await?;
+    Ok(rx.await.unwrap_or(Err(UpstreamError::NoLiveShards)))
 }
 
 /// Writes replies in order until the reader side hangs up, then closes.

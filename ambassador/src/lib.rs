@@ -14,3 +14,4 @@ pub mod reload;
 pub mod ring;
 pub mod server;
 pub mod upstream;
+pub mod workers;

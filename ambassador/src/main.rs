@@ -99,11 +99,20 @@ fn main() -> ExitCode {
         eprintln!("one of --config or --check is required");
         return ExitCode::FAILURE;
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if args.threads > 0 {
-        rt.worker_threads(args.threads);
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    if let Err(e) = tessera_ambassador::workers::start(threads) {
+        eprintln!("cannot start {threads} worker threads: {e}");
+        return ExitCode::FAILURE;
     }
-    let rt = match rt.enable_all().build() {
+    // The control plane (accept, reload, admin, pool managers) runs here;
+    // client and shard connections run on the workers.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

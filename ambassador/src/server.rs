@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
 use crate::metrics::METRICS;
@@ -80,15 +80,32 @@ impl Server {
 
 async fn accept(listener: TcpListener, pool: Arc<Pool>, redis: bool) {
     let connections = METRICS.connections.with_label_values(&[&*pool.name]);
+    let mut next = 0;
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 connections.inc();
                 let pool = pool.clone();
-                if redis {
-                    tokio::spawn(crate::redis::serve(stream, pool));
-                } else {
-                    tokio::spawn(crate::memcache::serve(stream, pool));
+                let workers = crate::workers::handles();
+                if workers.is_empty() {
+                    tokio::spawn(serve(stream, pool, redis));
+                    continue;
+                }
+                // Hand the connection to the next worker; it registers the
+                // socket with its own reactor.
+                next = (next + 1) % workers.len();
+                match stream.into_std() {
+                    Ok(std) => {
+                        workers[next].spawn(async move {
+                            match TcpStream::from_std(std) {
+                                Ok(stream) => serve(stream, pool, redis).await,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot adopt a client connection")
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot hand over a client connection"),
                 }
             }
             Err(e) => {
@@ -97,5 +114,13 @@ async fn accept(listener: TcpListener, pool: Arc<Pool>, redis: bool) {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+async fn serve(stream: TcpStream, pool: Arc<Pool>, redis: bool) {
+    if redis {
+        crate::redis::serve(stream, pool).await;
+    } else {
+        crate::memcache::serve(stream, pool).await;
     }
 }

@@ -103,7 +103,9 @@ pub struct Settings {
 /// end once every handle is gone and their in-flight requests are answered.
 #[derive(Clone)]
 pub struct Upstream {
+    /// `per_worker` connections for each worker, worker-major.
     senders: Arc<[mpsc::Sender<Request>]>,
+    per_worker: usize,
     next: Arc<AtomicUsize>,
     shard: Arc<str>,
 }
@@ -114,30 +116,46 @@ const QUEUE: usize = 4096;
 const WRITE_HIGH_WATER: usize = 256 * 1024;
 
 impl Upstream {
-    /// Starts the shard's connection tasks (they connect lazily).
+    /// Starts the shard's connection tasks, `connections` on every worker
+    /// (they connect lazily).
     pub fn spawn(settings: Settings) -> Upstream {
         let settings = Arc::new(settings);
-        let senders: Vec<_> = (0..settings.connections.max(1))
-            .map(|_| {
+        let per_worker = settings.connections.max(1);
+        let workers = crate::workers::handles();
+        let mut senders = Vec::new();
+        let mut start = |spawn: &dyn Fn(mpsc::Receiver<Request>)| {
+            for _ in 0..per_worker {
                 let (tx, rx) = mpsc::channel(QUEUE);
+                spawn(rx);
+                senders.push(tx);
+            }
+        };
+        if workers.is_empty() {
+            start(&|rx| {
                 tokio::spawn(run(rx, settings.clone()));
-                tx
-            })
-            .collect();
+            });
+        } else {
+            for handle in workers {
+                start(&|rx| {
+                    handle.spawn(run(rx, settings.clone()));
+                });
+            }
+        }
         Upstream {
             senders: senders.into(),
+            per_worker,
             next: Arc::new(AtomicUsize::new(0)),
             shard: settings.shard.clone(),
         }
     }
 
-    /// Queues `req` on the next connection.
+    /// Queues `req` on one of the calling worker's connections.
     pub async fn send(&self, req: Request) {
-        let i = if self.senders.len() == 1 {
-            0
-        } else {
-            self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len()
-        };
+        let groups = self.senders.len() / self.per_worker;
+        let mut i = (crate::workers::current() % groups) * self.per_worker;
+        if self.per_worker > 1 {
+            i += self.next.fetch_add(1, Ordering::Relaxed) % self.per_worker;
+        }
         if let Err(mpsc::error::SendError(req)) = self.senders[i].send(req).await
             && let Some(reply) = req.reply
         {
@@ -306,6 +324,7 @@ async fn serve(
     };
     loop {
         // Take everything already queued into one write.
+        let now = Instant::now();
         while wbuf.len() < WRITE_HIGH_WATER {
             let req = match pending.pop_front() {
                 Some(r) => r,
@@ -323,7 +342,7 @@ async fn serve(
                 inflight.push_back(InFlight {
                     kind: req.kind,
                     reply: Some(reply),
-                    sent: Instant::now(),
+                    sent: now,
                 });
             }
         }
