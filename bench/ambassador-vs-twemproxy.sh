@@ -82,22 +82,26 @@ for P in ${BENCH_PIPELINES:-1 16}; do
       read -r s g s50 g50 <<<"$(run "$port" "$P")"
       R[$target,$P,set]+="$s "; R[$target,$P,get]+="$g "
       R[$target,$P,set50]+="$s50 "; R[$target,$P,get50]+="$g50 "
+      eval "last_$target=(\"$s\" \"$g\")"
       echo "round $round -P $P $target: SET $s rps (p50 $s50 ms), GET $g rps (p50 $g50 ms)" >&2
     done
+    # The machine is shared: compare targets measured back to back.
+    R[ratio,$P,set]+="$(awk -v a="${last_ambassador[0]}" -v n="${last_nutcracker[0]}" 'BEGIN{print a/n}') "
+    R[ratio,$P,get]+="$(awk -v a="${last_ambassador[1]}" -v n="${last_nutcracker[1]}" 'BEGIN{print a/n}') "
   done
 done
 
 med() { tr ' ' '\n' <<<"${R[$1]}" | grep . | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
-echo "Redis: median of $ROUNDS rounds, requests/s (p50 ms)"
+echo "Redis: median of $ROUNDS rounds, requests/s (p50 ms); amb/nut is the median of per-round ratios"
 printf '%-6s %-4s %22s %22s %22s %10s %10s\n' P op direct nutcracker ambassador amb/nut amb/direct
 for P in ${BENCH_PIPELINES:-1 16}; do
   for op in set get; do
     d=$(med "direct,$P,$op"); n=$(med "nutcracker,$P,$op"); a=$(med "ambassador,$P,$op")
     d50=$(med "direct,$P,${op}50"); n50=$(med "nutcracker,$P,${op}50"); a50=$(med "ambassador,$P,${op}50")
     printf '%-6s %-4s %22s %22s %22s %10s %10s\n' "-P $P" "$op" "$d ($d50)" "$n ($n50)" "$a ($a50)" \
-      "$(ratio "$a" "$n")x" "$(ratio "$a" "$d")x"
+      "$(printf '%.2f' "$(med "ratio,$P,$op")")x" "$(ratio "$a" "$d")x"
   done
 done
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tessera_ambassador::config::Config;
+use tessera_ambassador::discovery::{self, StoreRef};
 use tessera_ambassador::{admin, reload, server::Server};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -26,9 +27,19 @@ struct Args {
     /// Validate a pool file, print what is wrong with line numbers, and exit.
     #[arg(long, env = "TESSERA_AMBASSADOR_CHECK")]
     check: Option<PathBuf>,
-    /// Route to the primaries of this ShardedStore (`namespace/name`).
-    #[arg(long, env = "TESSERA_AMBASSADOR_STORE")]
-    store: Option<String>,
+    /// Route to the primaries of this ShardedStore (`namespace/name`),
+    /// watched through the Kubernetes API, instead of a pool file.
+    #[arg(long, env = "TESSERA_AMBASSADOR_STORE", conflicts_with_all = ["config", "check"])]
+    store: Option<StoreRef>,
+    /// With --store: where to listen (default 127.0.0.1:6379, or :11211 for memcached).
+    #[arg(long, env = "TESSERA_AMBASSADOR_LISTEN", requires = "store")]
+    listen: Option<String>,
+    /// With --store: the shard timeout in milliseconds (0 waits forever).
+    #[arg(long, env = "TESSERA_AMBASSADOR_TIMEOUT_MS", default_value_t = 1000)]
+    timeout_ms: u64,
+    /// With --store: the Redis password (mount it from the store's secret).
+    #[arg(long, env = "TESSERA_AMBASSADOR_REDIS_AUTH", hide_env_values = true)]
+    redis_auth: Option<String>,
     /// Serve /metrics and /healthz on this address.
     #[arg(long, env = "TESSERA_AMBASSADOR_ADMIN")]
     admin: Option<SocketAddr>,
@@ -91,14 +102,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    if args.store.is_some() {
-        eprintln!("--store (Kubernetes discovery) is not implemented yet; use --config");
+    if args.store.is_none() && args.config.is_none() {
+        eprintln!("one of --config, --check or --store is required");
         return ExitCode::FAILURE;
     }
-    let Some(path) = args.config.clone() else {
-        eprintln!("one of --config or --check is required");
-        return ExitCode::FAILURE;
-    };
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
@@ -120,6 +127,32 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
+        if let Some(addr) = args.admin
+            && let Err(e) = admin::serve(addr).await
+        {
+            eprintln!("cannot serve the admin endpoint on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+        if let Some(store) = args.store {
+            let opts = discovery::Options {
+                listen: args.listen,
+                timeout: (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms)),
+                redis_auth: args.redis_auth,
+            };
+            tokio::select! {
+                r = discovery::run(store, opts) => {
+                    if let Err(e) = r {
+                        eprintln!("discovery failed: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return ExitCode::SUCCESS;
+        }
+        let Some(path) = args.config else {
+            return ExitCode::FAILURE;
+        };
         let config = match Config::load(&path) {
             Ok(c) => c,
             Err(e) => {
@@ -127,12 +160,6 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(addr) = args.admin
-            && let Err(e) = admin::serve(addr).await
-        {
-            eprintln!("cannot serve the admin endpoint on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
         let server = match Server::start(config).await {
             Ok(s) => Arc::new(s),
             Err(e) => {

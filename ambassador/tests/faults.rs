@@ -169,7 +169,10 @@ fn a_failing_shard_is_ejected_and_returns_after_retry_timeout() {
     }
     // At least the failure limit; a few more can race with the new ring
     // being published.
-    assert!((2..=10).contains(&errors), "{errors} errors before ejection");
+    assert!(
+        (2..=10).contains(&errors),
+        "{errors} errors before ejection"
+    );
     let new_owner = without0.route(k.as_bytes()).unwrap();
     assert_ne!(new_owner, 0);
     assert_eq!(
