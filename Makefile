@@ -38,3 +38,7 @@ crds-check: ## Fail when crds/ differs from what the code generates
 
 demo: ## Run the demo
 	@echo "make demo needs the local control plane (issue 3), which has not landed yet." >&2; exit 1
+
+.PHONY: bench-ambassador
+bench-ambassador: ## tessera-ambassador vs nutcracker vs direct Redis (prints ratios)
+	bench/ambassador-vs-twemproxy.sh
