@@ -97,7 +97,7 @@ async fn resolve(
         match rx.try_recv() {
             Ok(r) => return Ok(r),
             Err(oneshot::error::TryRecvError::Closed) => {
-                return Ok(Err(UpstreamError::NoLiveShards));
+                return Ok(Err(UpstreamError::Dropped));
             }
             Err(oneshot::error::TryRecvError::Empty) if turn < 2 && !out.is_empty() => {
                 tokio::task::yield_now().await;
@@ -106,7 +106,7 @@ async fn resolve(
         }
     }
     flush(w, out).await?;
-    Ok(rx.await.unwrap_or(Err(UpstreamError::NoLiveShards)))
+    Ok(rx.await.unwrap_or(Err(UpstreamError::Dropped)))
 }
 
 /// Writes replies in order until the reader side hangs up, then closes.

@@ -17,6 +17,8 @@ pub enum UpstreamError {
     NoLiveShards,
     #[error("shard {shard} was removed from the pool")]
     Removed { shard: Arc<str> },
+    #[error("the request was dropped before its shard answered")]
+    Dropped,
 }
 
 impl UpstreamError {
@@ -29,6 +31,7 @@ impl UpstreamError {
             UpstreamError::Protocol { .. } => "upstream_protocol",
             UpstreamError::NoLiveShards => "no_live_shards",
             UpstreamError::Removed { .. } => "removed",
+            UpstreamError::Dropped => "dropped",
         }
     }
 }

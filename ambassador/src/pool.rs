@@ -59,7 +59,8 @@ enum Control {
 
 static NEXT_SHARD_ID: AtomicU64 = AtomicU64::new(1);
 
-struct Member_ {
+/// A shard and, while it is ejected, when it may return.
+struct Slot {
     shard: Arc<Shard>,
     ejected_until: Option<Instant>,
 }
@@ -67,7 +68,7 @@ struct Member_ {
 struct Manager {
     pool: Arc<Pool>,
     config: Arc<PoolConfig>,
-    members: Vec<Member_>,
+    members: Vec<Slot>,
     names: CommandNames,
     eject_tx: mpsc::UnboundedSender<u64>,
 }
@@ -152,7 +153,7 @@ impl Manager {
             ));
         }
         let reuse = same_upstream(&config, &self.config);
-        let mut old: HashMap<(String, String), Member_> = self
+        let mut old: HashMap<(String, String), Slot> = self
             .members
             .drain(..)
             .map(|m| ((m.shard.server.addr(), m.shard.label.to_string()), m))
@@ -164,14 +165,14 @@ impl Manager {
                 Some(mut m) if reuse => {
                     if m.shard.server.weight != server.weight || m.shard.server.name != server.name
                     {
-                        m = Member_ {
+                        m = Slot {
                             shard: self.new_shard(&config, server),
                             ejected_until: None,
                         };
                     }
                     members.push(m);
                 }
-                _ => members.push(Member_ {
+                _ => members.push(Slot {
                     shard: self.new_shard(&config, server),
                     ejected_until: None,
                 }),
@@ -257,7 +258,7 @@ impl Pool {
         manager.members = config
             .servers
             .iter()
-            .map(|s| Member_ {
+            .map(|s| Slot {
                 shard: manager.new_shard(&config, s),
                 ejected_until: None,
             })
