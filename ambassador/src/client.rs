@@ -10,12 +10,56 @@ use tessera_clients::resp::{self, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::error::UpstreamError;
-use crate::pool::Shard;
+use futures::FutureExt;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::count::{self, Count, CountFuture};
+use crate::pool::Routing;
 use crate::upstream::Reply;
+use crate::upstream::service::{Call, ReplyFuture, ShardService};
+
+/// The per-shard service stack a client connection calls.
+pub type Stack = Count<ShardService>;
+/// Where the reply to one call arrives.
+pub type ReplySlot = CountFuture<ReplyFuture>;
+
+/// One client connection's stacks, one per shard of the routing it last
+/// used; rebuilt when a reload or ejection publishes a new routing.
+#[derive(Default)]
+pub struct Stacks {
+    routing: Option<Arc<Routing>>,
+    services: Vec<Stack>,
+}
+
+impl Stacks {
+    /// Makes sure the stacks match `routing`.
+    pub fn update(&mut self, routing: &Arc<Routing>) {
+        if self
+            .routing
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, routing))
+        {
+            return;
+        }
+        self.services = routing
+            .shards
+            .iter()
+            .map(|shard| count::layer(shard.counters.clone()).layer(shard.upstream.service()))
+            .collect();
+        self.routing = Some(routing.clone());
+    }
+
+    /// Sends `call` to shard `index`, waiting while its queue is full.
+    pub async fn call(&mut self, index: usize, call: Call) -> ReplySlot {
+        let svc = &mut self.services[index];
+        // ShardService is always ready once it has queue space.
+        let _ = svc.ready().await;
+        svc.call(call)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -37,8 +81,7 @@ pub enum GatherOp {
 }
 
 pub struct Part {
-    pub rx: oneshot::Receiver<Reply>,
-    pub shard: Arc<Shard>,
+    pub reply: ReplySlot,
     /// Where this part's keys sit in the original command (MGET only).
     pub positions: Vec<u32>,
 }
@@ -46,16 +89,11 @@ pub struct Part {
 pub enum Pending {
     /// A reply produced by the proxy itself.
     Ready(Bytes),
-    One {
-        rx: oneshot::Receiver<Reply>,
-        shard: Arc<Shard>,
-        command: usize,
-    },
+    One(ReplySlot),
     Gather {
         op: GatherOp,
         parts: Vec<Part>,
         keys: usize,
-        command: usize,
     },
 }
 
@@ -87,26 +125,23 @@ async fn flush(w: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()
 
 /// Waits for a reply, flushing what is buffered first if it is not ready.
 async fn resolve(
-    mut rx: oneshot::Receiver<Reply>,
+    mut reply: ReplySlot,
     w: &mut OwnedWriteHalf,
     out: &mut BytesMut,
 ) -> std::io::Result<Reply> {
     // A reply from another shard is often a moment away: give the shard
     // tasks a couple of turns before paying for a separate write.
     for turn in 0..3 {
-        match rx.try_recv() {
-            Ok(r) => return Ok(r),
-            Err(oneshot::error::TryRecvError::Closed) => {
-                return Ok(Err(UpstreamError::Dropped));
-            }
-            Err(oneshot::error::TryRecvError::Empty) if turn < 2 && !out.is_empty() => {
-                tokio::task::yield_now().await;
-            }
-            Err(oneshot::error::TryRecvError::Empty) => break,
+        if let Some(r) = (&mut reply).now_or_never() {
+            return Ok(r);
         }
+        if turn == 2 || out.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
     }
     flush(w, out).await?;
-    Ok(rx.await.unwrap_or(Err(UpstreamError::Dropped)))
+    Ok(reply.await)
 }
 
 /// Writes replies in order until the reader side hangs up, then closes.
@@ -116,26 +151,15 @@ pub async fn write_replies(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending
         while let Some(p) = rx.recv().await {
             match p {
                 Pending::Ready(b) => out.put_slice(&b),
-                Pending::One { rx, shard, command } => match resolve(rx, &mut w, &mut out).await? {
+                Pending::One(reply) => match resolve(reply, &mut w, &mut out).await? {
                     Ok(b) => out.put_slice(&b),
-                    Err(e) => {
-                        shard.counters.error(command, e.label());
-                        error_reply(proto, &e.to_string(), &mut out);
-                    }
+                    Err(e) => error_reply(proto, &e.to_string(), &mut out),
                 },
-                Pending::Gather {
-                    op,
-                    parts,
-                    keys,
-                    command,
-                } => {
+                Pending::Gather { op, parts, keys } => {
                     let mut replies = Vec::with_capacity(parts.len());
                     for part in parts {
-                        let r = resolve(part.rx, &mut w, &mut out).await?;
-                        if let Err(e) = &r {
-                            part.shard.counters.error(command, e.label());
-                        }
-                        replies.push((r, part.positions));
+                        replies
+                            .push((resolve(part.reply, &mut w, &mut out).await?, part.positions));
                     }
                     merge(op, proto, replies, keys, &mut out);
                 }

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod count;
 pub mod discovery;
 pub mod error;
 pub mod memcache;

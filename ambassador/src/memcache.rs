@@ -7,11 +7,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tessera_clients::memcached::codec::{self as mc, Command};
 use tokio::net::TcpStream;
 
-use crate::client::{self, GatherOp, Part, Pending, Proto, error_reply};
+use crate::client::{self, GatherOp, Part, Pending, Proto, Stacks, error_reply};
 use crate::error::{ClientError, UpstreamError};
 use crate::metrics::METRICS;
 use crate::pool::{Pool, Routing};
-use crate::upstream::{ReplyKind, Request};
+use crate::upstream::ReplyKind;
+use crate::upstream::service::Call;
 
 static NAMES: LazyLock<Vec<&'static str>> =
     LazyLock::new(|| Command::ALL.iter().map(|c| c.name()).collect());
@@ -45,7 +46,7 @@ enum Step {
     Close,
 }
 
-async fn request(frame: Bytes, req: &mc::Request, routing: &Routing) -> Step {
+async fn request(frame: Bytes, req: &mc::Request, routing: &Routing, stacks: &mut Stacks) -> Step {
     let id = command_id(req.command);
     match req.command {
         Command::Quit => return Step::Close,
@@ -83,63 +84,54 @@ async fn request(frame: Bytes, req: &mc::Request, routing: &Routing) -> Step {
                     line.put_slice(key(p as usize));
                 }
                 line.put_slice(b"\r\n");
-                let shard = &routing.shards[idx];
-                shard.counters.request(id);
-                let rx = shard
-                    .upstream
-                    .call(line.freeze(), ReplyKind::McRetrieval)
-                    .await;
-                parts.push(Part {
-                    rx,
-                    shard: shard.clone(),
-                    positions,
-                });
+                let call = Call {
+                    frame: line.freeze(),
+                    kind: ReplyKind::McRetrieval,
+                    command: id,
+                    noreply: false,
+                };
+                let reply = stacks.call(idx, call).await;
+                parts.push(Part { reply, positions });
             }
             return Step::Reply(Pending::Gather {
                 op: GatherOp::McGet,
                 parts,
                 keys: req.keys.len(),
-                command: id,
             });
         }
     }
-    let Some(shard) = routing.shard_for(key(0)) else {
+    let Some(index) = routing.shard_for(key(0)) else {
         return Step::Reply(server_error(&UpstreamError::NoLiveShards.to_string()));
     };
-    shard.counters.request(id);
     let kind = if req.command.is_retrieval() {
         ReplyKind::McRetrieval
     } else {
         ReplyKind::McLine
     };
+    let call = Call {
+        frame,
+        kind,
+        command: id,
+        noreply: req.noreply,
+    };
+    let reply = stacks.call(index, call).await;
     if req.noreply {
-        shard
-            .upstream
-            .send(Request {
-                frame,
-                kind,
-                reply: None,
-            })
-            .await;
         return Step::Nothing;
     }
-    let rx = shard.upstream.call(frame, kind).await;
-    Step::Reply(Pending::One {
-        rx,
-        shard: shard.clone(),
-        command: id,
-    })
+    Step::Reply(Pending::One(reply))
 }
 
 /// Serves one memcached client until it closes, sends `quit` or bad input.
 pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
     let (mut reader, tx, writing) = client::open(stream, Proto::Memcached);
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut stacks = Stacks::default();
     'conn: loop {
         if !client::read_more(&mut reader, &mut buf).await {
             break;
         }
         let routing = pool.routing.load_full();
+        stacks.update(&routing);
         let limits = limits(routing.config.max_request_bytes);
         loop {
             let failure = match mc::parse_request(&buf, &limits) {
@@ -148,7 +140,7 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 }
                 Ok(Some(req)) => {
                     let frame = buf.split_to(req.len).freeze();
-                    match request(frame, &req, &routing).await {
+                    match request(frame, &req, &routing, &mut stacks).await {
                         Step::Reply(p) => {
                             if tx.send(p).await.is_err() {
                                 break 'conn;

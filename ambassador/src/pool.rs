@@ -25,7 +25,7 @@ pub struct Shard {
     pub server: ServerConfig,
     pub upstream: Upstream,
     pub health: Arc<Health>,
-    pub counters: ShardCounters,
+    pub counters: Arc<ShardCounters>,
 }
 
 /// What a request needs to be routed: immutable, swapped as a whole.
@@ -36,8 +36,9 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn shard_for(&self, key: &[u8]) -> Option<&Arc<Shard>> {
-        self.ring.route(key).map(|i| &self.shards[i])
+    /// The index of the shard that owns `key`.
+    pub fn shard_for(&self, key: &[u8]) -> Option<usize> {
+        self.ring.route(key)
     }
 }
 
@@ -111,7 +112,11 @@ impl Manager {
             server: server.clone(),
             upstream,
             health,
-            counters: ShardCounters::new(self.pool.name.clone(), label, self.names),
+            counters: Arc::new(ShardCounters::new(
+                self.pool.name.clone(),
+                label,
+                self.names,
+            )),
         })
     }
 

@@ -10,11 +10,12 @@ use bytes::{Bytes, BytesMut};
 use tessera_clients::resp::{self, Value};
 use tokio::net::TcpStream;
 
-use crate::client::{self, GatherOp, Part, Pending, Proto, error_reply};
+use crate::client::{self, GatherOp, Part, Pending, Proto, Stacks, error_reply};
 use crate::error::{ClientError, UpstreamError};
 use crate::metrics::METRICS;
 use crate::pool::{Pool, Routing};
 use crate::upstream::ReplyKind;
+use crate::upstream::service::Call;
 
 /// How a command is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +415,7 @@ pub async fn command(
     raw: Bytes,
     value: Value,
     routing: &Routing,
+    stacks: &mut Stacks,
     session: &mut Session,
 ) -> Result<Step, ClientError> {
     let args = args_of(value)?;
@@ -458,7 +460,7 @@ pub async fn command(
             "{} is not supported by the ambassador: {why}",
             String::from_utf8_lossy(name).to_ascii_uppercase()
         )),
-        Kind::Single if args.len() >= 2 => forward(raw, &args[1], id, routing).await,
+        Kind::Single if args.len() >= 2 => forward(raw, &args[1], id, routing, stacks).await,
         Kind::Single => wrong_args(name),
         Kind::Eval => {
             let numkeys = args
@@ -466,7 +468,7 @@ pub async fn command(
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
             match numkeys {
                 Some(n) if n >= 1 && args.len() >= 3 + n => {
-                    forward(raw, &args[3], id, routing).await
+                    forward(raw, &args[3], id, routing, stacks).await
                 }
                 Some(_) => err(&format!(
                     "{} through the ambassador needs at least one key to route by",
@@ -481,40 +483,50 @@ pub async fn command(
             } else {
                 GatherOp::Sum
             };
-            split(raw, name, &args[1..], 1, op, id, routing).await
+            split(raw, &args, 1, op, id, routing, stacks).await
         }
         Kind::Mset if args.len() >= 3 && args.len() % 2 == 1 => {
-            split(raw, name, &args[1..], 2, GatherOp::Mset, id, routing).await
+            split(raw, &args, 2, GatherOp::Mset, id, routing, stacks).await
         }
         Kind::Mget | Kind::Sum | Kind::Mset => wrong_args(name),
     };
     Ok(Step::Reply(reply))
 }
 
-async fn forward(raw: Bytes, key: &[u8], command: usize, routing: &Routing) -> Pending {
-    let Some(shard) = routing.shard_for(key) else {
-        return err(&UpstreamError::NoLiveShards.to_string());
-    };
-    shard.counters.request(command);
-    let rx = shard.upstream.call(raw, ReplyKind::Resp).await;
-    Pending::One {
-        rx,
-        shard: shard.clone(),
+fn call(frame: Bytes, command: usize) -> Call {
+    Call {
+        frame,
+        kind: ReplyKind::Resp,
         command,
+        noreply: false,
     }
 }
 
-/// Splits a multi-key command into one command per shard. `stride` is 1
-/// for key lists and 2 for key-value pairs.
+async fn forward(
+    raw: Bytes,
+    key: &[u8],
+    command: usize,
+    routing: &Routing,
+    stacks: &mut Stacks,
+) -> Pending {
+    let Some(index) = routing.shard_for(key) else {
+        return err(&UpstreamError::NoLiveShards.to_string());
+    };
+    Pending::One(stacks.call(index, call(raw, command)).await)
+}
+
+/// Splits a multi-key command (`args`, its name first) into one command
+/// per shard. `stride` is 1 for key lists and 2 for key-value pairs.
 async fn split(
     raw: Bytes,
-    name: &Bytes,
-    rest: &[Bytes],
+    args: &[Bytes],
     stride: usize,
     op: GatherOp,
     command: usize,
     routing: &Routing,
+    stacks: &mut Stacks,
 ) -> Pending {
+    let (name, rest) = (&args[0], &args[1..]);
     let nkeys = rest.len() / stride;
     // (shard index, positions) in order of first appearance.
     let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
@@ -529,14 +541,7 @@ async fn split(
     }
     if groups.len() == 1 {
         // Every key on one shard: forward as is, the reply needs no merge.
-        let shard = &routing.shards[groups[0].0];
-        shard.counters.request(command);
-        let rx = shard.upstream.call(raw, ReplyKind::Resp).await;
-        return Pending::One {
-            rx,
-            shard: shard.clone(),
-            command,
-        };
+        return Pending::One(stacks.call(groups[0].0, call(raw, command)).await);
     }
     let mut parts = Vec::with_capacity(groups.len());
     for (idx, positions) in groups {
@@ -549,20 +554,13 @@ async fn split(
         }
         let mut frame = BytesMut::new();
         resp::encode_command(&args, &mut frame);
-        let shard = &routing.shards[idx];
-        shard.counters.request(command);
-        let rx = shard.upstream.call(frame.freeze(), ReplyKind::Resp).await;
-        parts.push(Part {
-            rx,
-            shard: shard.clone(),
-            positions,
-        });
+        let reply = stacks.call(idx, call(frame.freeze(), command)).await;
+        parts.push(Part { reply, positions });
     }
     Pending::Gather {
         op,
         parts,
         keys: nkeys,
-        command,
     }
 }
 
@@ -583,30 +581,34 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
         authenticated: pool.routing.load().config.redis_auth.is_none(),
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut stacks = Stacks::default();
     'conn: loop {
         if !client::read_more(&mut reader, &mut buf).await {
             break;
         }
         // One load per batch: a reload applies from the next batch on.
         let routing = pool.routing.load_full();
+        stacks.update(&routing);
         let max = routing.config.max_request_bytes;
         let limits = limits(max);
         loop {
             let failure = match resp::decode_frame(&mut buf, &limits) {
                 Ok(Some((raw, _))) if raw.len() > max => ClientError::TooLarge(max),
-                Ok(Some((raw, value))) => match command(raw, value, &routing, &mut session).await {
-                    Ok(Step::Reply(p)) => {
-                        if tx.send(p).await.is_err() {
+                Ok(Some((raw, value))) => {
+                    match command(raw, value, &routing, &mut stacks, &mut session).await {
+                        Ok(Step::Reply(p)) => {
+                            if tx.send(p).await.is_err() {
+                                break 'conn;
+                            }
+                            continue;
+                        }
+                        Ok(Step::Close(p)) => {
+                            let _ = tx.send(p).await;
                             break 'conn;
                         }
-                        continue;
+                        Err(e) => e,
                     }
-                    Ok(Step::Close(p)) => {
-                        let _ = tx.send(p).await;
-                        break 'conn;
-                    }
-                    Err(e) => e,
-                },
+                }
                 Ok(None) if buf.len() > max => ClientError::TooLarge(max),
                 Ok(None) => break,
                 Err(e) => ClientError::Resp(e),

@@ -6,6 +6,7 @@
 //! connection: every request in flight on it gets an error and the next
 //! request reconnects, as in twemproxy.
 
+pub mod service;
 #[cfg(test)]
 mod tests;
 
@@ -149,32 +150,14 @@ impl Upstream {
         }
     }
 
-    /// Queues `req` on one of the calling worker's connections.
-    pub async fn send(&self, req: Request) {
+    /// A service bound to one of the calling worker's connections.
+    pub fn service(&self) -> service::ShardService {
         let groups = self.senders.len() / self.per_worker;
         let mut i = (crate::workers::current() % groups) * self.per_worker;
         if self.per_worker > 1 {
             i += self.next.fetch_add(1, Ordering::Relaxed) % self.per_worker;
         }
-        if let Err(mpsc::error::SendError(req)) = self.senders[i].send(req).await
-            && let Some(reply) = req.reply
-        {
-            let _ = reply.send(Err(UpstreamError::Removed {
-                shard: self.shard.clone(),
-            }));
-        }
-    }
-
-    /// Forwards `frame` and returns where its reply will arrive.
-    pub async fn call(&self, frame: Bytes, kind: ReplyKind) -> oneshot::Receiver<Reply> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Request {
-            frame,
-            kind,
-            reply: Some(tx),
-        })
-        .await;
-        rx
+        service::ShardService::new(self.senders[i].clone(), self.shard.clone())
     }
 }
 

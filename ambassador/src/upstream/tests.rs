@@ -7,8 +7,21 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tower::{Service, ServiceExt};
 
+use super::service::{Call, ReplyFuture};
 use super::*;
+
+async fn call(up: &Upstream, frame: &'static [u8]) -> ReplyFuture {
+    let mut svc = up.service();
+    svc.ready().await.unwrap();
+    svc.call(Call {
+        frame: Bytes::from_static(frame),
+        kind: ReplyKind::Resp,
+        command: 0,
+        noreply: false,
+    })
+}
 
 fn settings(addr: String, timeout: Option<Duration>, health: Arc<Health>) -> Settings {
     Settings {
@@ -60,16 +73,10 @@ async fn pipelined_replies_are_matched_in_order() {
     let up = Upstream::spawn(settings(addr, Some(Duration::from_secs(5)), health));
     let mut waits = Vec::new();
     for _ in 0..500 {
-        waits.push(
-            up.call(Bytes::from_static(b"*1\r\n$1\r\nX\r\n"), ReplyKind::Resp)
-                .await,
-        );
+        waits.push(call(&up, b"*1\r\n$1\r\nX\r\n").await);
     }
     for (i, w) in waits.into_iter().enumerate() {
-        assert_eq!(
-            w.await.unwrap().unwrap(),
-            Bytes::from(format!(":{}\r\n", i + 1))
-        );
+        assert_eq!(w.await.unwrap(), Bytes::from(format!(":{}\r\n", i + 1)));
     }
 }
 
@@ -86,13 +93,9 @@ async fn a_silent_shard_times_out_and_counts_a_failure() {
     let health = Arc::new(Health::new(7, 1, Some(tx)));
     let up = Upstream::spawn(settings(addr, Some(Duration::from_millis(100)), health));
     let start = tokio::time::Instant::now();
-    let a = up
-        .call(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"), ReplyKind::Resp)
-        .await;
-    let b = up
-        .call(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"), ReplyKind::Resp)
-        .await;
-    for r in [a.await.unwrap(), b.await.unwrap()] {
+    let a = call(&up, b"*1\r\n$4\r\nPING\r\n").await;
+    let b = call(&up, b"*1\r\n$4\r\nPING\r\n").await;
+    for r in [a.await, b.await] {
         assert!(
             matches!(r, Err(UpstreamError::Timeout { ms: 100, .. })),
             "{r:?}"
@@ -118,11 +121,7 @@ async fn a_refused_connection_fails_fast() {
     };
     let health = Arc::new(Health::new(1, 10, None));
     let up = Upstream::spawn(settings(addr, None, health.clone()));
-    let r = up
-        .call(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"), ReplyKind::Resp)
-        .await
-        .await
-        .unwrap();
+    let r = call(&up, b"*1\r\n$4\r\nPING\r\n").await.await;
     assert!(matches!(r, Err(UpstreamError::Connect { .. })), "{r:?}");
     assert_eq!(health.failures(), 1);
 }
