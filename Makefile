@@ -8,7 +8,7 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo engines bench-adapter
+.PHONY: help test lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo engines bench-adapter bench-ambassador
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,3 +66,6 @@ demo: controlplane-up ## Start the local control plane and install the CRDs
 
 bench-adapter: ## RSS and scrape latency: tessera-adapter vs redis_exporter (docs/benchmarks.md)
 	bench/adapter-vs-redis-exporter.sh
+
+bench-ambassador: ## tessera-ambassador vs nutcracker vs direct Redis (prints ratios)
+	bench/ambassador-vs-twemproxy.sh

@@ -1,5 +1,7 @@
-//! memcached: the text-protocol client (`client`). The proxy framing codec
-//! may live next to it as `codec`.
+//! memcached text protocol: the client (`client`) and the proxy framing
+//! codec (`codec`).
 
 pub mod client;
+pub mod codec;
+
 pub use client::*;

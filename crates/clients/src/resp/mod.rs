@@ -116,6 +116,21 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Value>, Deco
     Ok(Some(parse(&mut frame)))
 }
 
+/// Removes one complete frame from the front of `buf` and returns both its
+/// raw bytes and its decoded value; the value's strings share the raw bytes,
+/// so a proxy can inspect a command and still forward it without re-encoding.
+pub fn decode_frame(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<(Bytes, Value)>, DecodeError> {
+    let Some(len) = frame_len(buf, limits)? else {
+        return Ok(None);
+    };
+    let raw = buf.split_to(len).freeze();
+    let value = parse(&mut raw.clone());
+    Ok(Some((raw, value)))
+}
+
 /// Scans one frame starting at `pos`, returning the position just past it.
 fn scan(
     buf: &[u8],

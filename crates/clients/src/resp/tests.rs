@@ -172,3 +172,19 @@ fn encode_command_writes_bulk_array() {
     encode_command(&["INFO", "replication"], &mut out);
     assert_eq!(&out[..], b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n");
 }
+
+#[test]
+fn decode_frame_returns_the_raw_bytes_and_a_value_sharing_them() {
+    let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n"[..]);
+    let (raw, value) = decode_frame(&mut buf, &Limits::default()).unwrap().unwrap();
+    assert_eq!(&raw[..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    assert_eq!(
+        value,
+        Value::Array(vec![
+            Value::Bulk(Bytes::from_static(b"GET")),
+            Value::Bulk(Bytes::from_static(b"k"))
+        ])
+    );
+    assert_eq!(&buf[..], b"*1\r\n");
+    assert_eq!(decode_frame(&mut buf, &Limits::default()).unwrap(), None);
+}

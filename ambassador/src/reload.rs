@@ -1,0 +1,48 @@
+//! Live reload of the pool file.
+//!
+//! A mounted ConfigMap changes by swapping a `..data` symlink, which many
+//! file watchers miss, so we poll: every interval we read the file through
+//! its path (following the symlinks) and reload when the bytes differ from
+//! the last version we looked at.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::metrics::METRICS;
+use crate::server::Server;
+
+pub async fn watch(path: PathBuf, server: Arc<Server>, interval: Duration) {
+    let mut last = std::fs::read(&path).ok();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(now) = std::fs::read(&path) else {
+            // Mid-swap or deleted: keep the running config and look again.
+            continue;
+        };
+        if last.as_deref() == Some(&now[..]) {
+            continue;
+        }
+        last = Some(now.clone());
+        let result = match std::str::from_utf8(&now) {
+            Err(e) => Err(format!("not UTF-8: {e}")),
+            Ok(text) => match Config::parse(text) {
+                Err(e) => Err(e.to_string()),
+                Ok(config) => server.reload(config).await,
+            },
+        };
+        match result {
+            Ok(()) => {
+                METRICS.reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(path = %path.display(), "configuration reloaded");
+            }
+            Err(why) => {
+                METRICS.reloads.with_label_values(&["error"]).inc();
+                tracing::error!(path = %path.display(), error = %why, "reload failed; keeping the running configuration");
+            }
+        }
+    }
+}

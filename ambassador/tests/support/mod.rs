@@ -1,0 +1,381 @@
+//! Real processes on 127.0.0.1 for the cross-process tests: every child is
+//! killed when its handle drops, including when a test panics.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tessera_clients::resp::{self, Value};
+
+/// A port nothing listens on right now, never handed out twice in a process
+/// (the kernel happily returns the same ephemeral port again).
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub name: &'static str,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {}", self.pid());
+    }
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {port} within 10 s");
+}
+
+pub fn redis() -> Proc {
+    let port = free_port();
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (hack/install-test-deps.sh)");
+    wait_for_port(port, "redis-server", &mut child);
+    Proc {
+        child,
+        port,
+        name: "redis",
+    }
+}
+
+pub fn memcached() -> Proc {
+    let port = free_port();
+    let mut child = Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-u",
+            "root",
+            "-m",
+            "64",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memcached is installed");
+    wait_for_port(port, "memcached", &mut child);
+    Proc {
+        child,
+        port,
+        name: "memcached",
+    }
+}
+
+/// Starts nutcracker on `pool_file`; `port` is the first pool's listen port.
+pub fn nutcracker(pool_file: &Path, port: u16) -> Proc {
+    let stats = free_port();
+    let dir = pool_file.parent().unwrap();
+    let mut child = Command::new("/usr/sbin/nutcracker")
+        .arg("-c")
+        .arg(pool_file)
+        .args(["-s", &stats.to_string(), "-a", "127.0.0.1"])
+        .arg("-o")
+        .arg(dir.join("nutcracker.log"))
+        .arg("-p")
+        .arg(dir.join("nutcracker.pid"))
+        .spawn()
+        .expect("nutcracker is installed");
+    wait_for_port(port, "nutcracker", &mut child);
+    Proc {
+        child,
+        port,
+        name: "nutcracker",
+    }
+}
+
+pub fn ambassador_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tessera-ambassador"))
+}
+
+/// Starts the ambassador on `pool_file`; `port` is the first pool's port.
+pub fn ambassador(pool_file: &Path, port: u16, extra: &[&str]) -> Proc {
+    let log = std::fs::File::create(pool_file.with_extension("ambassador.log")).unwrap();
+    let mut child = Command::new(ambassador_bin())
+        .arg("--config")
+        .arg(pool_file)
+        .args(extra)
+        .env("TESSERA_AMBASSADOR_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for_port(port, "tessera-ambassador", &mut child);
+    Proc {
+        child,
+        port,
+        name: "ambassador",
+    }
+}
+
+/// A blocking RESP client with a read timeout.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one reply; `None` when the server closed the connection.
+    pub fn read(&mut self) -> Option<Value> {
+        loop {
+            if let Some(v) = resp::decode(&mut self.buf, &resp::Limits::default()).unwrap() {
+                return Some(v);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    pub fn try_read(&mut self) -> std::io::Result<Option<Value>> {
+        loop {
+            if let Some(v) = resp::decode(&mut self.buf, &resp::Limits::default()).unwrap() {
+                return Ok(Some(v));
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Value {
+        let mut out = BytesMut::new();
+        resp::encode_command(args, &mut out);
+        self.send_raw(&out);
+        self.read().expect("connection closed")
+    }
+
+    /// Sends every command, then reads every reply.
+    pub fn pipeline(&mut self, commands: &[Vec<Vec<u8>>]) -> Vec<Value> {
+        let mut replies = Vec::with_capacity(commands.len());
+        for chunk in commands.chunks(500) {
+            let mut out = BytesMut::new();
+            for c in chunk {
+                resp::encode_command(c, &mut out);
+            }
+            self.send_raw(&out);
+            for _ in chunk {
+                replies.push(self.read().expect("connection closed"));
+            }
+        }
+        replies
+    }
+
+    pub fn set_read_timeout(&self, t: Duration) {
+        self.stream.set_read_timeout(Some(t)).unwrap();
+    }
+}
+
+pub fn bulk(s: impl AsRef<[u8]>) -> Value {
+    Value::Bulk(bytes::Bytes::copy_from_slice(s.as_ref()))
+}
+
+pub fn ok() -> Value {
+    Value::Simple(bytes::Bytes::from_static(b"OK"))
+}
+
+/// A line-oriented memcached client.
+pub struct McClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl McClient {
+    pub fn connect(port: u16) -> McClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        McClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Reads one line, CRLF stripped; `None` on close.
+    pub fn line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..i].to_vec();
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads a retrieval reply: (key, value) pairs until END.
+    pub fn values(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.line().expect("closed");
+            if line == b"END" {
+                return out;
+            }
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            assert_eq!(parts[0], b"VALUE", "unexpected line {text}");
+            let len: usize = std::str::from_utf8(parts[3]).unwrap().parse().unwrap();
+            while self.buf.len() < len + 2 {
+                assert!(self.fill(), "closed inside a value");
+            }
+            let data = self.buf[..len].to_vec();
+            self.buf.drain(..len + 2);
+            out.push((parts[1].to_vec(), data));
+        }
+    }
+}
+
+/// A temporary directory holding pool files and logs.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+/// Starts redis-server on a given port (to bring a "killed" shard back);
+/// `None` if it could not bind yet.
+pub fn redis_on(port: u16) -> Option<Proc> {
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(Proc {
+                child,
+                port,
+                name: "redis",
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+/// A plain HTTP/1.0 GET returning the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(out)
+}
