@@ -36,5 +36,18 @@ crds-check: ## Fail when crds/ differs from what the code generates
 	  echo "crds/ is out of date with the Rust types: run 'make crds' and commit the result." >&2; exit 1; \
 	fi
 
-demo: ## Run the demo
-	@echo "make demo needs the local control plane (issue 3), which has not landed yet." >&2; exit 1
+demo: ## Control plane, CRDs, operator and the Ensemble examples, until Ready
+	hack/demo.sh
+
+# ---- operator (issue 4) ----------------------------------------------------
+.PHONY: e2e-operator bench-operator
+
+e2e-operator: ## Operator end-to-end tests against the local control plane
+	hack/controlplane.sh up
+	eval "$$(hack/controlplane.sh env)"; \
+	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble -- --test-threads=2
+
+bench-operator: ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
+	hack/controlplane.sh up
+	eval "$$(hack/controlplane.sh env)"; \
+	$(CARGO) test --locked --release -p tessera-operator --features e2e --test bench_ensembles -- --ignored --nocapture
