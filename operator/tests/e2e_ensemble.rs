@@ -135,7 +135,16 @@ async fn zookeeper_lifecycle() {
         ],
         "{table}"
     );
-    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    // Columns by the header's offsets: LEADER is empty until the sidecar reports it.
+    let head = table.lines().next().unwrap();
+    let line = table.lines().nth(1).unwrap();
+    let starts: Vec<usize> = header.iter().map(|h| head.find(h).unwrap()).collect();
+    let row: Vec<&str> = (0..starts.len())
+        .map(|i| {
+            let end = starts.get(i + 1).copied().unwrap_or(line.len()).min(line.len());
+            line[starts[i].min(end)..end].trim()
+        })
+        .collect();
     assert_eq!(&row[..4], ["zk", "zookeeper", "3", "3"], "{table}");
     assert_eq!(row[5], "AllMembersReady", "{table}");
 
