@@ -8,12 +8,15 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test lint fmt-check clippy crds crds-check unit demo
+.PHONY: help test lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo engines bench-adapter
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: lint crds-check unit ## Install what the tests need and run every test
+TEST_LOG := $(TESSERA_CACHE)/test-results.log
+
+test: engines lint crds-check unit e2e e2e-operator ## Install what the tests need and run every test
+	@hack/test-summary.sh "$(TEST_LOG)"
 
 lint: fmt-check clippy ## Formatting and clippy gates
 
@@ -23,8 +26,27 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit: ## cargo test for the whole workspace
-	$(CARGO) test --workspace --locked
+engines: ## Install the real engines the tests run against (apt, Maven)
+	@hack/install-test-deps.sh
+
+unit: engines ## cargo test for the workspace, without the end-to-end suite
+	@mkdir -p "$(TESSERA_CACHE)" && : > "$(TEST_LOG)"
+	$(CARGO) test --workspace --exclude tessera-e2e --locked 2>&1 | tee -a "$(TEST_LOG)"
+
+# The end-to-end suite runs against the local control plane, built from source
+# on first use (about 20 minutes on 2 cores; see docs/development.md). Against
+# another cluster instead: KUBECONFIG=... cargo test -p tessera-e2e
+e2e: controlplane-up ## End-to-end tests against a real API server
+	@mkdir -p "$(TESSERA_CACHE)"
+	eval "$$(hack/controlplane.sh env)"; status=0; \
+	$(CARGO) test -p tessera-e2e --locked 2>&1 | tee -a "$(TEST_LOG)" || status=$$?; \
+	if [ -n "$${CI:-}" ]; then hack/controlplane.sh down; fi; exit $$status
+
+controlplane-up: ## Build (if needed) and start the local control plane
+	hack/controlplane.sh up
+
+controlplane-down: ## Stop the local control plane
+	hack/controlplane.sh down
 
 crds: ## Regenerate crds/ from the Rust types
 	$(CARGO) run --quiet --locked -p tessera-operator -- crd --out-dir crds
@@ -36,18 +58,19 @@ crds-check: ## Fail when crds/ differs from what the code generates
 	  echo "crds/ is out of date with the Rust types: run 'make crds' and commit the result." >&2; exit 1; \
 	fi
 
-demo: ## Control plane, CRDs, operator and the Ensemble examples, until Ready
+demo: controlplane-up ## Control plane, CRDs, operator and the Ensemble examples, until Ready
 	hack/demo.sh
 
 # ---- operator (issue 4) ----------------------------------------------------
 .PHONY: e2e-operator bench-operator
 
-e2e-operator: ## Operator end-to-end tests against the local control plane
-	hack/controlplane.sh up
+e2e-operator: controlplane-up ## Operator end-to-end tests against the local control plane
 	eval "$$(hack/controlplane.sh env)"; \
 	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble -- --test-threads=2
 
-bench-operator: ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
-	hack/controlplane.sh up
+bench-operator: controlplane-up ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
 	eval "$$(hack/controlplane.sh env)"; \
 	$(CARGO) test --locked --release -p tessera-operator --features e2e --test bench_ensembles -- --ignored --nocapture
+
+bench-adapter: ## RSS and scrape latency: tessera-adapter vs redis_exporter (docs/benchmarks.md)
+	bench/adapter-vs-redis-exporter.sh

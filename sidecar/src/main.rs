@@ -1,0 +1,100 @@
+//! `tessera-sidecar`: answers the kubelet's readiness and liveness probes
+//! for Redis, memcached, ZooKeeper, etcd or Kafka with the engine's own
+//! notion of "serving", over HTTP.
+#![forbid(unsafe_code)]
+
+mod checks;
+mod cli;
+mod error;
+mod http;
+mod metrics;
+mod probe;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::cli::{Args, LogFormat};
+use crate::error::Error;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logs(&args);
+    // One thread: checks are I/O-bound and single-flighted, and the
+    // sidecar runs in every pod, so its footprint matters more than
+    // parallelism.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tessera-sidecar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "refusing to start");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Error> {
+    let engine = args.engine.as_str();
+    let checker = checks::Checker::new(&args)?;
+    let metrics = Arc::new(metrics::Metrics::new(engine));
+    let app = Arc::new(http::App {
+        engine,
+        prober: probe::Prober::new(checker, metrics.clone(), args.probe_timeout),
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: args.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(
+        engine,
+        target = %args.target,
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        probe_timeout = ?args.probe_timeout,
+        "serving /livez, /readyz and /metrics"
+    );
+    tokio::select! {
+        () = http::serve(listener, app) => {}
+        () = shutdown() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logs(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
