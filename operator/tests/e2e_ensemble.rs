@@ -141,7 +141,11 @@ async fn zookeeper_lifecycle() {
     let starts: Vec<usize> = header.iter().map(|h| head.find(h).unwrap()).collect();
     let row: Vec<&str> = (0..starts.len())
         .map(|i| {
-            let end = starts.get(i + 1).copied().unwrap_or(line.len()).min(line.len());
+            let end = starts
+                .get(i + 1)
+                .copied()
+                .unwrap_or(line.len())
+                .min(line.len());
             line[starts[i].min(end)..end].trim()
         })
         .collect();

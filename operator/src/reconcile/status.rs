@@ -258,3 +258,86 @@ pub async fn publish<K: Managed>(obj: &K, ctx: &Context, event: Event) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn facts(ready: i32, invalid: Option<&Invalid>, paused: bool) -> Facts<'_> {
+        Facts {
+            generation: Some(4),
+            desired: 3,
+            replicas: 3,
+            ready,
+            rolled_out: true,
+            paused,
+            invalid,
+        }
+    }
+
+    fn get<'a>(cs: &'a [Condition], t: &str) -> (&'a str, &'a str) {
+        let c = condition(cs, t).expect(t);
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn all_members_ready() {
+        let cs = conditions(&[], &facts(3, None, false), Timestamp::now());
+        assert_eq!(get(&cs, READY), ("True", "AllMembersReady"));
+        assert_eq!(get(&cs, PROGRESSING), ("False", "Stable"));
+        assert_eq!(get(&cs, DEGRADED), ("False", "AsExpected"));
+        assert!(cs.iter().all(|c| c.observed_generation == Some(4)));
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded_and_names_the_key() {
+        let e = Invalid::OwnedConfigKey {
+            key: "dataDir".into(),
+            engine: "zookeeper",
+        };
+        let cs = conditions(&[], &facts(0, Some(&e), false), Timestamp::now());
+        assert_eq!(get(&cs, DEGRADED), ("True", "OwnedConfigKey"));
+        assert!(
+            condition(&cs, DEGRADED)
+                .unwrap()
+                .message
+                .contains("\"dataDir\"")
+        );
+        assert_eq!(get(&cs, PROGRESSING), ("False", "InvalidSpec"));
+        let events = transitions(&[], &cs, &Report::default());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].type_, EventType::Warning);
+        assert_eq!(events[0].reason, "OwnedConfigKey");
+        // The same state again: no new Event, so no Event storm on resync.
+        assert!(transitions(&cs, &cs, &Report::default()).is_empty());
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let t0 = Timestamp::now();
+        let later = t0 + SignedDuration::from_secs(60);
+        let first = conditions(&[], &facts(1, None, false), t0);
+        let same = conditions(&first, &facts(2, None, false), later);
+        assert_eq!(condition(&same, READY).unwrap().last_transition_time.0, t0);
+        let ready = conditions(&same, &facts(3, None, false), later);
+        assert_eq!(
+            condition(&ready, READY).unwrap().last_transition_time.0,
+            later
+        );
+        let events = transitions(&same, &ready, &Report::default());
+        assert!(events.iter().any(|e| e.reason == "Ready"));
+    }
+
+    #[test]
+    fn paused_reports_and_announces_itself() {
+        let running = conditions(&[], &facts(3, None, false), Timestamp::now());
+        let paused = conditions(&running, &facts(3, None, true), Timestamp::now());
+        assert_eq!(get(&paused, PROGRESSING), ("False", "Paused"));
+        let reasons: Vec<String> = transitions(&running, &paused, &Report::default())
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["Paused"]);
+    }
+}

@@ -10,66 +10,17 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, Resource, ResourceExt};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub const HOW_TO_START: &str = "Start the local control plane with \
-    `hack/controlplane.sh up && eval \"$(hack/controlplane.sh env)\"`, or point KUBECONFIG \
-    at a cluster (kind, a real one).";
+pub use tessera_e2e::{kubectl, repo_root};
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn home_cache() -> PathBuf {
-    std::env::var_os("TESSERA_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tessera")
-        })
-}
-
-/// KUBECONFIG, or the local control plane's.
+/// The kubeconfig the harness resolved (KUBECONFIG, or the local control plane's).
 pub fn kubeconfig() -> PathBuf {
-    if let Some(k) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        return PathBuf::from(k.to_string_lossy().split(':').next().unwrap_or_default());
-    }
-    let local = home_cache().join("controlplane/run/kubeconfig");
-    if local.is_file() {
-        return local;
-    }
-    panic!(
-        "no KUBECONFIG and no local control plane at {}. {HOW_TO_START}",
-        local.display()
-    );
-}
-
-/// TESSERA_KUBECTL, the control plane's kubectl, or kubectl on PATH.
-pub fn kubectl_bin() -> PathBuf {
-    if let Some(k) = std::env::var_os("TESSERA_KUBECTL") {
-        return PathBuf::from(k);
-    }
-    if let Ok(dirs) = std::fs::read_dir(home_cache().join("controlplane")) {
-        for d in dirs.flatten() {
-            let k = d.path().join("bin/kubectl");
-            if k.is_file() {
-                return k;
-            }
-        }
-    }
-    PathBuf::from("kubectl")
-}
-
-pub fn kubectl(args: &[&str]) -> std::process::Output {
-    Command::new(kubectl_bin())
-        .args(args)
-        .env("KUBECONFIG", kubeconfig())
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl runs")
+    let kc = &tessera_e2e::target().kubeconfig;
+    PathBuf::from(kc.split(':').next().unwrap_or(kc))
 }
 
 /// kubectl that must succeed; returns stdout.
@@ -83,77 +34,32 @@ pub fn kubectl_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The harness's connection, panicking with instructions when no control
+/// plane answers.
 pub async fn admin() -> Client {
-    let path = kubeconfig();
-    let kc = Kubeconfig::read_from(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}. {HOW_TO_START}", path.display()));
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig is usable");
-    let client = Client::try_from(config).expect("client");
-    match tokio::time::timeout(Duration::from_secs(20), client.apiserver_version()).await {
-        Ok(Ok(_)) => client,
-        other => panic!(
-            "cannot reach the API server ({}): {other:?}. {HOW_TO_START}",
-            path.display()
-        ),
-    }
+    tessera_e2e::connect().await.0
 }
 
-/// Installs crds/ (server-side apply) once per test binary and waits until
-/// they are Established.
 pub async fn install_crds(client: &Client) {
-    let out = kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=tessera-e2e",
-        "-f",
-        repo_root().join("crds").to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "installing crds/: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/ensembles.tessera.dev",
-    ]);
-    let _ = client;
+    tessera_e2e::install_crds(client)
+        .await
+        .expect("install crds/");
 }
 
-/// A namespace of its own for a test, deleted when dropped.
+/// The harness's per-test namespace, with the helpers these tests use.
 pub struct TestNs {
     pub name: String,
     pub client: Client,
+    env: tessera_e2e::TestEnv,
 }
 
 impl TestNs {
-    pub async fn new(client: &Client, test: &str) -> TestNs {
-        let suffix = format!(
-            "{:x}",
-            std::process::id() ^ (Instant::now().elapsed().subsec_nanos())
-        );
-        let name = format!("e2e-{test}-{}", &suffix[..suffix.len().min(6)]);
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.clone()),
-                labels: Some([("tessera.dev/e2e".to_string(), "true".to_string())].into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let api: Api<Namespace> = Api::all(client.clone());
-        let _ = api.delete(&name, &DeleteParams::default()).await;
-        api.create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
+    pub async fn new(_client: &Client, test: &str) -> TestNs {
+        let env = tessera_e2e::TestEnv::new(test).await;
         TestNs {
-            name,
-            client: client.clone(),
+            name: env.namespace.clone(),
+            client: env.client.clone(),
+            env,
         }
     }
 
@@ -161,60 +67,45 @@ impl TestNs {
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     {
-        Api::namespaced(self.client.clone(), &self.name)
+        self.env.api()
     }
 
-    /// YAML of an object and the namespace's recent events, for failures.
-    pub fn describe(&self, what: &str) -> String {
-        let obj = kubectl(&["-n", &self.name, "get", what, "-o", "yaml"]);
-        let events = kubectl(&[
-            "-n",
-            &self.name,
-            "get",
-            "events",
-            "--sort-by=.lastTimestamp",
-        ]);
-        format!(
-            "--- {what}\n{}{}\n--- events in {}\n{}",
-            String::from_utf8_lossy(&obj.stdout),
-            String::from_utf8_lossy(&obj.stderr),
-            self.name,
-            String::from_utf8_lossy(&events.stdout)
-        )
-    }
-
-    /// Polls `check` until it returns Some, or panics with `what` described.
+    /// Polls `check` until it returns Some; on timeout panics with the
+    /// namespace's recent Events (the harness's report).
     pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if start.elapsed() > timeout {
+        let result = self
+            .env
+            .wait_until(timeout, what, || {
+                let fut = check();
+                async move { Ok(fut.await) }
+            })
+            .await;
+        match result {
+            Ok(v) => v,
+            Err(e) => {
+                let yaml = kubectl(&[
+                    "-n",
+                    &self.name,
+                    "get",
+                    "ensembles,statefulsets",
+                    "-o",
+                    "yaml",
+                ]);
                 panic!(
-                    "timed out after {timeout:?} waiting for {what}\n{}",
-                    self.describe(what)
-                );
+                    "{e:#}\n--- ensembles and statefulsets ---\n{}",
+                    String::from_utf8_lossy(&yaml.stdout)
+                )
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
     /// Applies a manifest file into this namespace.
     pub fn apply_file(&self, path: &Path) -> String {
         kubectl_ok(&["-n", &self.name, "apply", "-f", path.to_str().unwrap()])
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        if std::env::var_os("TESSERA_E2E_KEEP").is_none() {
-            let _ = kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
-        }
     }
 }
 
