@@ -45,7 +45,7 @@ if [ -f "$DEMO/operator.pid" ]; then
   fi
 fi
 say "starting the operator (log: $DEMO/operator.log, metrics: http://127.0.0.1:18080/metrics)"
-KUBECONFIG="$kc" setsid "$bin" run --metrics-addr 127.0.0.1:18080 \
+KUBECONFIG="$kc" setsid "$bin" run --metrics-addr 127.0.0.1:18080 --namespaces "$NS" \
   --sidecar-image ghcr.io/tessera-dev/tessera-sidecar:dev \
   --adapter-image ghcr.io/tessera-dev/tessera-adapter:dev \
   </dev/null >"$DEMO/operator.log" 2>&1 &
