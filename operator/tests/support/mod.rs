@@ -236,7 +236,11 @@ impl Operator {
             .args(["--lease-namespace", namespace])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--identity", name])
-            .args(["--log-level", "info,tessera_operator=debug"])
+            .args(if extra.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "info,tessera_operator=debug"][..]
+            })
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env_remove("TESSERA_NAMESPACES")
@@ -288,7 +292,9 @@ impl Operator {
             })
             .filter(|l| filter.iter().all(|f| l.contains(f)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+            // An empty f64 sum is -0.0; report a plain 0.
+            .sum::<f64>()
+            + 0.0
     }
 
     pub async fn writes(&self) -> f64 {
