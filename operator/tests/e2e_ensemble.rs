@@ -436,7 +436,7 @@ async fn only_the_leader_writes_and_a_crash_converges() {
         async move { (a.metric("tessera_operator_leader", &[]).await == 1.0).then_some(()) }
     })
     .await;
-    let b = Operator::start(&kc, &ns.name, "op-b", &lease);
+    let mut b = Operator::start(&kc, &ns.name, "op-b", &lease);
     ns.apply_file(&example("ensemble-zookeeper.yaml"));
     wait_ready(&ns, "zk", 3).await;
     assert!(a.writes().await > 0.0);
@@ -529,8 +529,33 @@ async fn only_the_leader_writes_and_a_crash_converges() {
     );
 
     // A restarted A is a standby and writes nothing.
-    let a2 = Operator::start(&kc, &ns.name, "op-a", &lease);
+    let mut a2 = Operator::start(&kc, &ns.name, "op-a", &lease);
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(a2.writes().await, 0.0, "restarted standby wrote");
     assert_eq!(b.writes().await, settled, "leader wrote in steady state");
+
+    // Losing the Lease (here: someone else takes it) stops the leader
+    // promptly: it exits non-zero within a renew period or two.
+    // MicroTime serializes with the microsecond precision the API wants.
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    leases
+        .patch(
+            "tessera-operator",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "leaseDurationSeconds": 60}})),
+        )
+        .await
+        .unwrap();
+    let status = b
+        .wait_exit(Duration::from_secs(10))
+        .expect("the leader exits after losing the lease");
+    assert!(!status.success(), "{status}");
+    assert!(b.logs().contains("another process took the leader lease"));
+
+    // SIGTERM: a standby exits cleanly.
+    let status = a2.terminate().expect("graceful exit on SIGTERM");
+    assert!(status.success(), "{status}");
 }

@@ -311,12 +311,16 @@ impl Operator {
 
     /// SIGTERM and wait for a graceful exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.as_ref()?.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// The exit status, once the process ends within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let c = self.child.as_mut()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
+        while start.elapsed() < timeout {
             if let Ok(Some(status)) = c.try_wait() {
                 self.child = None;
                 return Some(status);
