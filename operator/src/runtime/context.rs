@@ -40,7 +40,30 @@ pub struct Context {
     /// True once every cache holds its initial list.
     pub synced: Arc<AtomicBool>,
     /// Consecutive failures per object, for exponential backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
+    pub failures: Backoff,
+}
+
+/// Per-object exponential backoff: 1s, 2s, 4s … capped at 5 min.
+#[derive(Default)]
+pub struct Backoff(Mutex<HashMap<String, u32>>);
+
+impl Backoff {
+    /// Records a failure of `key` and returns how long to wait.
+    pub fn fail(&self, key: &str) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let secs = 1u64
+            .checked_shl(n.saturating_sub(1).min(16))
+            .unwrap_or(u64::MAX);
+        Duration::from_secs(secs.min(300))
+    }
+
+    /// A success: the next failure starts again at 1s.
+    pub fn reset(&self, key: &str) {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(key);
+    }
 }
 
 impl Context {
@@ -52,19 +75,30 @@ impl Context {
         self.leading.load(Ordering::SeqCst)
     }
 
-    /// Records a failure and returns how long to wait: 1s, 2s, 4s … 5 min.
     pub fn backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
-        let secs = 1u64
-            .checked_shl(n.saturating_sub(1).min(16))
-            .unwrap_or(u64::MAX);
-        Duration::from_secs(secs.min(300))
+        self.failures.fail(key)
     }
 
     pub fn reset_backoff(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(key);
+        self.failures.reset(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_per_object() {
+        let b = Backoff::default();
+        let secs: Vec<u64> = (0..11).map(|_| b.fail("ns/a").as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(
+            b.fail("ns/b").as_secs(),
+            1,
+            "objects back off independently"
+        );
+        b.reset("ns/a");
+        assert_eq!(b.fail("ns/a").as_secs(), 1);
     }
 }
