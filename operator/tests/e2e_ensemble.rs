@@ -558,4 +558,16 @@ async fn only_the_leader_writes_and_a_crash_converges() {
     // SIGTERM: a standby exits cleanly.
     let status = a2.terminate().expect("graceful exit on SIGTERM");
     assert!(status.success(), "{status}");
+
+    // No operator is left to run the claims finalizer of etcd: drop it so
+    // that the namespace can be deleted.
+    let ensembles: Api<Ensemble> = ns.api();
+    ensembles
+        .patch(
+            "etcd",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
 }

@@ -39,9 +39,13 @@ pub async fn apply<K: Managed>(owner: &K, desired: Desired, ctx: &Context) -> Re
     let ns = owner
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let owner_ref = owner
+    let mut owner_ref = owner
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
+    // blockOwnerDeletion would need `update` on <kind>/finalizers wherever
+    // OwnerReferencesPermissionEnforcement is on; nothing here relies on
+    // foreground deletion waiting for the children.
+    owner_ref.block_owner_deletion = None;
     let mut report = Report::default();
 
     let keep: BTreeSet<(ChildKind, String)> = desired
