@@ -129,6 +129,19 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
                 .errors
                 .with_label_values(&[K::METRIC_KIND, e.metric_label()])
                 .inc();
+            // Make a stuck resource explain itself in `kubectl describe`
+            // (a missing RBAC verb, a conflict). The Recorder folds repeats
+            // into one Event series. A standby must not write at all.
+            if !matches!(e, Error::NotLeader) {
+                let event = kube::runtime::events::Event {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason: "ReconcileError".into(),
+                    note: Some(e.to_string()),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                status::publish(obj.as_ref(), &ctx, event).await;
+            }
         }
     }
     result.map(|o| o.action)
