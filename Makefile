@@ -15,7 +15,7 @@ help: ## List the targets
 
 TEST_LOG := $(TESSERA_CACHE)/test-results.log
 
-test: engines lint crds-check unit e2e ## Install what the tests need and run every test
+test: engines lint crds-check unit e2e e2e-operator ## Install what the tests need and run every test
 	@hack/test-summary.sh "$(TEST_LOG)"
 
 lint: fmt-check clippy ## Formatting and clippy gates
@@ -58,11 +58,19 @@ crds-check: ## Fail when crds/ differs from what the code generates
 	  echo "crds/ is out of date with the Rust types: run 'make crds' and commit the result." >&2; exit 1; \
 	fi
 
-demo: controlplane-up ## Start the local control plane and install the CRDs
+demo: controlplane-up ## Control plane, CRDs, operator and the Ensemble examples, until Ready
+	hack/demo.sh
+
+# ---- operator (issue 4) ----------------------------------------------------
+.PHONY: e2e-operator bench-operator
+
+e2e-operator: controlplane-up ## Operator end-to-end tests against the local control plane
 	eval "$$(hack/controlplane.sh env)"; \
-	kubectl apply --server-side -f crds/ && \
-	kubectl wait --for condition=Established --timeout=60s -f crds/
-	@echo 'The control plane is up with the Tessera CRDs. Use it with: eval "$$(hack/controlplane.sh env)"' 
+	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble -- --test-threads=2
+
+bench-operator: controlplane-up ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
+	eval "$$(hack/controlplane.sh env)"; \
+	$(CARGO) test --locked --release -p tessera-operator --features e2e --test bench_ensembles -- --ignored --nocapture
 
 bench-adapter: ## RSS and scrape latency: tessera-adapter vs redis_exporter (docs/benchmarks.md)
 	bench/adapter-vs-redis-exporter.sh

@@ -1,0 +1,207 @@
+//! The command line: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::reconcile::child::BuildContext;
+use crate::runtime::RunConfig;
+use crate::runtime::leader::LeaseConfig;
+
+/// Runs stateful systems on Kubernetes: ShardedStore (Redis, memcached),
+/// Broker (Kafka) and Ensemble (ZooKeeper, etcd).
+#[derive(Parser, Debug)]
+#[command(name = "tessera-operator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
+    Crd {
+        /// Write `<kind>.yaml` files into this directory instead of printing a
+        /// multi-document stream to stdout.
+        #[arg(long, env = "TESSERA_CRD_OUT_DIR", value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Reconcile Tessera resources until SIGTERM.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+const DEFAULT_SIDECAR: &str = concat!(
+    "ghcr.io/tessera-dev/tessera-sidecar:",
+    env!("CARGO_PKG_VERSION")
+);
+const DEFAULT_ADAPTER: &str = concat!(
+    "ghcr.io/tessera-dev/tessera-adapter:",
+    env!("CARGO_PKG_VERSION")
+);
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Image of the tessera-sidecar container added to every engine pod.
+    #[arg(long, env = "TESSERA_SIDECAR_IMAGE", default_value = DEFAULT_SIDECAR)]
+    pub sidecar_image: String,
+
+    /// Image of the tessera-adapter (metrics) container.
+    #[arg(long, env = "TESSERA_ADAPTER_IMAGE", default_value = DEFAULT_ADAPTER)]
+    pub adapter_image: String,
+
+    /// Namespaces to watch, comma-separated. Empty: all namespaces.
+    #[arg(long, env = "TESSERA_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "TESSERA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log level or filter, e.g. "info" or "info,tessera_operator=debug".
+    #[arg(long, env = "TESSERA_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Seconds between reconciles of an unchanged resource.
+    #[arg(long, env = "TESSERA_RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+
+    /// Reconciles that may run at once.
+    #[arg(long, env = "TESSERA_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// Take a coordination.k8s.io Lease so that only one replica reconciles.
+    #[arg(long, env = "TESSERA_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader Lease (usually the operator's own).
+    #[arg(
+        long,
+        env = "TESSERA_LEASE_NAMESPACE",
+        default_value = "tessera-system"
+    )]
+    pub lease_namespace: String,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "TESSERA_LEASE_NAME", default_value = "tessera-operator")]
+    pub lease_name: String,
+
+    /// Seconds a Lease stays valid without renewal.
+    #[arg(long, env = "TESSERA_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+
+    /// This replica's identity in the Lease and in Events; the pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+impl RunArgs {
+    pub fn to_config(&self) -> anyhow::Result<RunConfig> {
+        let identity = self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "tessera-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        anyhow::ensure!(
+            self.lease_seconds >= 3,
+            "--lease-seconds must be at least 3"
+        );
+        let lease = self.leader_elect.then(|| LeaseConfig {
+            namespace: self.lease_namespace.clone(),
+            name: self.lease_name.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(self.lease_seconds),
+            retry: Duration::from_secs(self.lease_seconds / 5).max(Duration::from_secs(1)),
+        });
+        Ok(RunConfig {
+            build: BuildContext {
+                sidecar_image: self.sidecar_image.clone(),
+                adapter_image: self.adapter_image.clone(),
+            },
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            metrics_addr: self.metrics_addr,
+            resync: Duration::from_secs(self.resync_seconds.max(1)),
+            concurrency: self.concurrency,
+            lease,
+            identity,
+        })
+    }
+
+    pub fn init_tracing(&self) -> anyhow::Result<()> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .with_context(|| format!("invalid --log-level {:?}", self.log_level))?;
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        match self.log_format {
+            LogFormat::Json => builder.json().flatten_event(true).init(),
+            LogFormat::Text => builder.init(),
+        }
+        Ok(())
+    }
+}
+
+/// `crd`: every CRD as YAML.
+pub fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut stream = String::new();
+    for (file, crd) in tessera_api::crds() {
+        let yaml = tessera_api::crd_yaml(&crd)?;
+        match &out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join(file);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            None => {
+                stream.push_str("---\n");
+                stream.push_str(&yaml);
+            }
+        }
+    }
+    print!("{stream}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_flags_parse_with_defaults() {
+        let cli = Cli::try_parse_from([
+            "tessera-operator",
+            "run",
+            "--namespaces",
+            "a,b",
+            "--leader-elect",
+            "false",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        let cfg = args.to_config().unwrap();
+        assert_eq!(cfg.namespaces, vec!["a", "b"]);
+        assert!(cfg.lease.is_none());
+        assert_eq!(cfg.resync, Duration::from_secs(300));
+        assert!(cfg.build.sidecar_image.contains("tessera-sidecar"));
+    }
+}

@@ -1,0 +1,138 @@
+//! etcd: the cluster flags and the engine container.
+//!
+//! Flags shared by every member live in the ConfigMap as `ETCD_*`
+//! environment variables (etcd reads every flag from its variable), so that
+//! the ConfigMap is the whole configuration. The three per-member flags need
+//! the pod's name and are container arguments, which Kubernetes expands.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapEnvSource, Container, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    Volume, VolumeMount,
+};
+
+use super::build::{DATA_VOLUME, Members};
+
+const DATA_MOUNT: &str = "/var/lib/etcd";
+use crate::kinds::shared::{SIDECAR_PORT, container_security, http_probe, port};
+
+pub const CLIENT_PORT: i32 = 2379;
+pub const PEER_PORT: i32 = 2380;
+/// The `nonroot` user of distroless images such as etcd's.
+pub const UID: i64 = 65532;
+const DATA_DIR: &str = "/var/lib/etcd/data";
+
+/// Settings the operator picks but a user may override through `config`.
+fn defaults() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("auto-compaction-mode", "periodic"),
+        ("auto-compaction-retention", "1h"),
+        ("snapshot-count", "10000"),
+    ])
+}
+
+/// The shared flags, by flag name without the leading `--`.
+pub fn flags(members: &Members, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut flags: BTreeMap<String, String> = defaults()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    flags.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let initial_cluster = (0..members.replicas)
+        .map(|i| {
+            format!(
+                "{}-{i}=http://{}:{PEER_PORT}",
+                members.name,
+                members.host(i)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    flags.extend([
+        ("data-dir".to_string(), DATA_DIR.to_string()),
+        ("initial-cluster".into(), initial_cluster),
+        // Only read when a member starts with an empty data dir. Joining a
+        // running cluster ("existing") needs a member add first, which is
+        // lifecycle work; until then new members bootstrap with the rest.
+        ("initial-cluster-state".into(), "new".into()),
+        (
+            "initial-cluster-token".into(),
+            format!("{}-{}", members.namespace, members.name),
+        ),
+        (
+            "listen-peer-urls".into(),
+            format!("http://0.0.0.0:{PEER_PORT}"),
+        ),
+        (
+            "listen-client-urls".into(),
+            format!("http://0.0.0.0:{CLIENT_PORT}"),
+        ),
+    ]);
+    flags
+}
+
+/// The flags as the environment variables etcd reads them from:
+/// `initial-cluster` becomes `ETCD_INITIAL_CLUSTER`.
+pub fn env_vars(flags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    flags
+        .iter()
+        .map(|(k, v)| {
+            let name = format!("ETCD_{}", k.to_ascii_uppercase().replace(['-', '.'], "_"));
+            (name, v.clone())
+        })
+        .collect()
+}
+
+/// The per-member flags, with `$(POD_NAME)` expanded by the kubelet.
+pub fn member_args(members: &Members) -> Vec<String> {
+    let host = format!(
+        "$(POD_NAME).{}-headless.{}.svc",
+        members.name, members.namespace
+    );
+    vec![
+        "--name=$(POD_NAME)".into(),
+        format!("--initial-advertise-peer-urls=http://{host}:{PEER_PORT}"),
+        format!("--advertise-client-urls=http://{host}:{CLIENT_PORT}"),
+    ]
+}
+
+/// The engine container. etcd writes only its data dir, so the root
+/// filesystem is read-only without scratch volumes.
+pub fn container(image: &str, members: &Members, configmap: &str) -> (Container, Vec<Volume>) {
+    let container = Container {
+        name: "etcd".into(),
+        image: Some(image.into()),
+        command: Some(vec!["/usr/local/bin/etcd".into()]),
+        args: Some(member_args(members)),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: configmap.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![port("client", CLIENT_PORT), port("peer", PEER_PORT)]),
+        readiness_probe: Some(http_probe("/readyz", SIDECAR_PORT)),
+        liveness_probe: Some(http_probe("/livez", SIDECAR_PORT)),
+        security_context: Some(container_security(true)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: DATA_MOUNT.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    (container, vec![])
+}

@@ -1,0 +1,78 @@
+//! `Ensemble`: ZooKeeper or etcd as one StatefulSet.
+
+pub mod build;
+pub mod etcd;
+pub mod zookeeper;
+
+#[cfg(test)]
+mod tests;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use tessera_api::ensemble::EnsembleMember;
+use tessera_api::validate::SpecCheck;
+use tessera_api::{CommonSpec, CommonStatus, Ensemble, EnsembleStatus, Invalid};
+
+use crate::kinds::shared::Identity;
+use crate::reconcile::child::{BuildContext, Desired};
+use crate::reconcile::{Managed, Observed};
+
+impl Managed for Ensemble {
+    type Status = EnsembleStatus;
+    const METRIC_KIND: &'static str = "ensemble";
+
+    fn common(&self) -> &CommonSpec {
+        &self.spec.common
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        build::identity(self)
+    }
+
+    fn desired_replicas(&self) -> i32 {
+        self.spec.replicas
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        self.spec.check()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Desired {
+        build::build(self, ctx)
+    }
+
+    fn status(&self) -> Option<&EnsembleStatus> {
+        self.status.as_ref()
+    }
+
+    fn common_status(status: &EnsembleStatus) -> &CommonStatus {
+        &status.common
+    }
+
+    fn make_status(&self, common: CommonStatus, observed: &Observed) -> EnsembleStatus {
+        let members = observed
+            .pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| EnsembleMember {
+                name: p.name_any(),
+                // Roles come from the sidecar's view of the engine, which a
+                // later issue reports; unknown until then.
+                role: None,
+                ready: pod_ready(p),
+            })
+            .collect();
+        EnsembleStatus {
+            common,
+            members,
+            leader: None,
+        }
+    }
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

@@ -1,0 +1,343 @@
+//! `update_status`: conditions, replica counts and the selector, written
+//! only when they differ from what the object already reports.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use tessera_api::conditions::{DEGRADED, PROGRESSING, READY};
+use tessera_api::{CommonStatus, Invalid};
+use tracing::warn;
+
+use super::apply::Report;
+use super::{Managed, Observed, condition};
+use crate::kinds::shared::MANAGER;
+use crate::runtime::context::Context;
+use crate::runtime::error::{Error, Result};
+
+/// What the conditions are derived from; pure, for unit tests.
+#[derive(Clone, Debug)]
+pub struct Facts<'a> {
+    pub generation: Option<i64>,
+    pub desired: i32,
+    pub replicas: i32,
+    pub ready: i32,
+    /// A StatefulSet exists, its controller has seen its latest spec, and
+    /// that spec asks for `desired` replicas.
+    pub rolled_out: bool,
+    pub paused: bool,
+    pub invalid: Option<&'a Invalid>,
+}
+
+impl Facts<'_> {
+    pub fn observe<'a>(
+        generation: Option<i64>,
+        desired: i32,
+        paused: bool,
+        invalid: Option<&'a Invalid>,
+        observed: &Observed,
+    ) -> Facts<'a> {
+        let mut f = Facts {
+            generation,
+            desired,
+            replicas: 0,
+            ready: 0,
+            rolled_out: !observed.statefulsets.is_empty(),
+            paused,
+            invalid,
+        };
+        let mut spec_replicas = 0;
+        for sts in &observed.statefulsets {
+            let status = sts.status.clone().unwrap_or_default();
+            f.replicas += status.replicas;
+            f.ready += status.ready_replicas.unwrap_or(0);
+            spec_replicas += sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            f.rolled_out &= status.observed_generation >= sts.metadata.generation;
+        }
+        f.rolled_out &= spec_replicas == desired;
+        f
+    }
+}
+
+/// The three conditions, keeping `lastTransitionTime` of those whose status
+/// did not change.
+pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condition> {
+    let members = format!("{}/{} members ready", facts.ready, facts.desired);
+    let all_ready = facts.rolled_out && facts.ready == facts.desired && facts.desired > 0;
+    let ready = if all_ready {
+        ("True", "AllMembersReady", members.clone())
+    } else {
+        ("False", "MembersNotReady", members.clone())
+    };
+    let progressing = if facts.invalid.is_some() {
+        (
+            "False",
+            "InvalidSpec",
+            "Waiting for a valid spec".to_string(),
+        )
+    } else if facts.paused {
+        (
+            "False",
+            "Paused",
+            "spec.paused is true: the operator does not change the children".to_string(),
+        )
+    } else if all_ready {
+        ("False", "Stable", members.clone())
+    } else {
+        ("True", "Reconciling", members.clone())
+    };
+    let degraded = match facts.invalid {
+        Some(e) => ("True", e.reason(), e.to_string()),
+        None => ("False", "AsExpected", "The spec is valid".to_string()),
+    };
+    [
+        (READY, ready),
+        (PROGRESSING, progressing),
+        (DEGRADED, degraded),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        let last = condition(old, type_)
+            .filter(|c| c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: facts.generation,
+            last_transition_time: last,
+        }
+    })
+    .collect()
+}
+
+pub async fn update<K: Managed>(
+    obj: &K,
+    ctx: &Context,
+    observed: &Observed,
+    invalid: Option<&Invalid>,
+    applied: &Report,
+) -> Result<()> {
+    let facts = Facts::observe(
+        obj.meta().generation,
+        obj.desired_replicas(),
+        obj.common().paused,
+        invalid,
+        observed,
+    );
+    let old_status = obj.status();
+    let old_conditions: &[Condition] = old_status
+        .map(|s| K::common_status(s).conditions.as_slice())
+        .unwrap_or_default();
+    let common = CommonStatus {
+        observed_generation: obj.meta().generation,
+        conditions: conditions(old_conditions, &facts, Timestamp::now()),
+        replicas: facts.replicas,
+        ready_replicas: facts.ready,
+        selector: Some(obj.identity().selector_string()),
+    };
+    let new_conditions = common.conditions.clone();
+    let status = obj.make_status(common, observed);
+
+    if old_status != Some(&status) {
+        let ns = obj
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        let body = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+        ctx.metrics.write(K::METRIC_KIND, "patch", "status");
+    }
+
+    for event in transitions(old_conditions, &new_conditions, applied) {
+        publish(obj, ctx, event).await;
+    }
+    Ok(())
+}
+
+/// The user-visible transitions worth an Event.
+pub fn transitions(old: &[Condition], new: &[Condition], applied: &Report) -> Vec<Event> {
+    let mut events = Vec::new();
+    let changed = |type_: &str| -> Option<(Option<&Condition>, &Condition)> {
+        let n = condition(new, type_)?;
+        let o = condition(old, type_);
+        let same = o.is_some_and(|o| o.status == n.status && o.reason == n.reason);
+        (!same).then_some((o, n))
+    };
+    let event = |type_: EventType, reason: &str, note: String, action: &str| Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Some((old, new)) = changed(DEGRADED) {
+        if new.status == "True" {
+            events.push(event(
+                EventType::Warning,
+                &new.reason,
+                new.message.clone(),
+                "Validate",
+            ));
+        } else if old.is_some_and(|o| o.status == "True") {
+            events.push(event(
+                EventType::Normal,
+                "SpecValid",
+                new.message.clone(),
+                "Validate",
+            ));
+        }
+    }
+    if let Some((old, new)) = changed(PROGRESSING) {
+        if new.reason == "Paused" {
+            events.push(event(
+                EventType::Normal,
+                "Paused",
+                new.message.clone(),
+                "Reconcile",
+            ));
+        } else if old.is_some_and(|o| o.reason == "Paused") {
+            events.push(event(
+                EventType::Normal,
+                "Resumed",
+                "spec.paused is false".into(),
+                "Reconcile",
+            ));
+        }
+    }
+    if let Some((old, new)) = changed(READY) {
+        if new.status == "True" {
+            events.push(event(
+                EventType::Normal,
+                "Ready",
+                new.message.clone(),
+                "Observe",
+            ));
+        } else if old.is_some_and(|o| o.status == "True") {
+            events.push(event(
+                EventType::Warning,
+                "NotReady",
+                new.message.clone(),
+                "Observe",
+            ));
+        }
+    }
+    if !applied.applied.is_empty() {
+        let note = format!("Applied {}", applied.applied.join(", "));
+        events.push(event(EventType::Normal, "Applied", note, "Apply"));
+    }
+    if !applied.deleted.is_empty() {
+        let note = format!(
+            "Deleted {} that are no longer desired",
+            applied.deleted.join(", ")
+        );
+        events.push(event(EventType::Normal, "DeletedOrphans", note, "Apply"));
+    }
+    events
+}
+
+/// Events are best effort: a failure is logged, never fails the reconcile.
+pub async fn publish<K: Managed>(obj: &K, ctx: &Context, event: Event) {
+    let reference = obj.object_ref(&());
+    match ctx.recorder.publish(&event, &reference).await {
+        Ok(()) => ctx.metrics.write(K::METRIC_KIND, "create", "events"),
+        Err(e) => {
+            warn!(name = %obj.name_any(), reason = %event.reason, error = %e, "cannot publish event")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn facts(ready: i32, invalid: Option<&Invalid>, paused: bool) -> Facts<'_> {
+        Facts {
+            generation: Some(4),
+            desired: 3,
+            replicas: 3,
+            ready,
+            rolled_out: true,
+            paused,
+            invalid,
+        }
+    }
+
+    fn get<'a>(cs: &'a [Condition], t: &str) -> (&'a str, &'a str) {
+        let c = condition(cs, t).expect(t);
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn all_members_ready() {
+        let cs = conditions(&[], &facts(3, None, false), Timestamp::now());
+        assert_eq!(get(&cs, READY), ("True", "AllMembersReady"));
+        assert_eq!(get(&cs, PROGRESSING), ("False", "Stable"));
+        assert_eq!(get(&cs, DEGRADED), ("False", "AsExpected"));
+        assert!(cs.iter().all(|c| c.observed_generation == Some(4)));
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded_and_names_the_key() {
+        let e = Invalid::OwnedConfigKey {
+            key: "dataDir".into(),
+            engine: "zookeeper",
+        };
+        let cs = conditions(&[], &facts(0, Some(&e), false), Timestamp::now());
+        assert_eq!(get(&cs, DEGRADED), ("True", "OwnedConfigKey"));
+        assert!(
+            condition(&cs, DEGRADED)
+                .unwrap()
+                .message
+                .contains("\"dataDir\"")
+        );
+        assert_eq!(get(&cs, PROGRESSING), ("False", "InvalidSpec"));
+        let events = transitions(&[], &cs, &Report::default());
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].type_, EventType::Warning);
+        assert_eq!(events[0].reason, "OwnedConfigKey");
+        // The same state again: no new Event, so no Event storm on resync.
+        assert!(transitions(&cs, &cs, &Report::default()).is_empty());
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let t0 = Timestamp::now();
+        let later = t0 + SignedDuration::from_secs(60);
+        let first = conditions(&[], &facts(1, None, false), t0);
+        let same = conditions(&first, &facts(2, None, false), later);
+        assert_eq!(condition(&same, READY).unwrap().last_transition_time.0, t0);
+        let ready = conditions(&same, &facts(3, None, false), later);
+        assert_eq!(
+            condition(&ready, READY).unwrap().last_transition_time.0,
+            later
+        );
+        let events = transitions(&same, &ready, &Report::default());
+        assert!(events.iter().any(|e| e.reason == "Ready"));
+    }
+
+    #[test]
+    fn paused_reports_and_announces_itself() {
+        let running = conditions(&[], &facts(3, None, false), Timestamp::now());
+        let paused = conditions(&running, &facts(3, None, true), Timestamp::now());
+        assert_eq!(get(&paused, PROGRESSING), ("False", "Paused"));
+        let reasons: Vec<String> = transitions(&running, &paused, &Report::default())
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["Paused"]);
+    }
+}
