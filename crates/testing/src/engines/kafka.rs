@@ -37,6 +37,9 @@ pub struct KafkaBroker {
     pub port: u16,
     pub controller_port: u16,
     pub process: Process,
+    /// "Kafka Server started" lines in the log when the process was last
+    /// started: only a later one means this start completed.
+    markers_at_start: usize,
     _dir: TempDir,
 }
 
@@ -126,6 +129,7 @@ impl KafkaBroker {
             port,
             controller_port: cport,
             process,
+            markers_at_start: 0,
             _dir: dir,
         })
     }
@@ -134,11 +138,11 @@ impl KafkaBroker {
     /// registration.
     pub fn wait_started(&mut self) -> Result<(), LaunchError> {
         let log = self.process.log_path().to_path_buf();
-        let marker = "Kafka Server started";
-        // After a restart, only a new marker counts.
-        let seen = count(&log, marker);
+        // Counted at start, not here: in a cluster a broker may finish
+        // starting while the test still waits for an earlier one.
+        let seen = self.markers_at_start;
         self.process.wait_until(JVM_START, || {
-            if count(&log, marker) > seen {
+            if count(&log, STARTED) > seen {
                 Ok(())
             } else {
                 Err("no \"Kafka Server started\" in the log yet".into())
@@ -152,6 +156,7 @@ impl KafkaBroker {
 
     /// Starts a killed broker again with the same ports and data.
     pub fn restart(&mut self) -> Result<(), LaunchError> {
+        self.markers_at_start = count(self.process.log_path(), STARTED);
         self.process.start()?;
         self.wait_started()
     }
@@ -162,6 +167,8 @@ fn count(log: &std::path::Path, needle: &str) -> usize {
         .map(|t| t.matches(needle).count())
         .unwrap_or(0)
 }
+
+const STARTED: &str = "Kafka Server started";
 
 /// A cluster of combined broker-controllers.
 #[derive(Debug)]
