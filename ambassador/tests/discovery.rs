@@ -180,7 +180,7 @@ fn routes_to_the_shards_a_sharded_store_publishes_and_follows_changes() {
             "2000",
         ])
         .env("KUBECONFIG", &kubeconfig)
-        .env("TESSERA_AMBASSADOR_LOG", "info")
+        .env("TESSERA_LOG_LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
