@@ -9,9 +9,9 @@
 //! Routing: every `status.shards[]` entry becomes a server named by its
 //! stable `name` (the ring identity, so keys stay put when pods move) at its
 //! `address`. A status that cannot be routed by (no shards yet, a shard
-//! without an address, a bad address, two shards with one index) is logged
-//! with the reason and the last good shard list stays in use; before the
-//! first good status the ambassador does not listen.
+//! without an address, a bad address, two shards with one index or one name)
+//! is logged with the reason and the last good shard list stays in use;
+//! before the first good status the ambassador does not listen.
 
 #[cfg(test)]
 mod tests;
