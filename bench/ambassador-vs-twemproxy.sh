@@ -59,7 +59,7 @@ pool "$NUT_PORT" true "${SHARDS[@]}" > "$WORK/nut.yml"
 pool "$AMB_PORT" true "${SHARDS[@]}" > "$WORK/amb.yml"
 "$NUT" -c "$WORK/nut.yml" -s "$(free_port)" -a 127.0.0.1 -o "$WORK/nut.log" -p "$WORK/nut.pid" &
 PIDS+=($!); wait_port "$NUT_PORT"
-TESSERA_AMBASSADOR_LOG=warn "$AMB" --config "$WORK/amb.yml" 2>"$WORK/amb.log" &
+TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb.yml" 2>"$WORK/amb.log" &
 PIDS+=($!); wait_port "$AMB_PORT"
 
 # run <port> <pipeline> -> "set_rps get_rps set_p50 get_p50"
@@ -118,7 +118,7 @@ if [[ ${BENCH_MEMCACHED:-1} == 1 ]] && command -v memcslap >/dev/null; then
   pool "$AMB_MC" false "${MC[@]}" > "$WORK/amb-mc.yml"
   "$NUT" -c "$WORK/nut-mc.yml" -s "$(free_port)" -a 127.0.0.1 -o "$WORK/nut-mc.log" -p "$WORK/nut-mc.pid" &
   PIDS+=($!); wait_port "$NUT_MC"
-  TESSERA_AMBASSADOR_LOG=warn "$AMB" --config "$WORK/amb-mc.yml" 2>"$WORK/amb-mc.log" &
+  TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb-mc.yml" 2>"$WORK/amb-mc.log" &
   PIDS+=($!); wait_port "$AMB_MC"
   mcrun() { # ops/s from memcslap's "Took N seconds" over a fixed count
     local start end

@@ -6,16 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tessera_ambassador::config::Config;
 use tessera_ambassador::discovery::{self, StoreRef};
 use tessera_ambassador::{admin, reload, server::Server};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// A twemproxy-compatible shard-routing proxy for Redis and memcached.
 #[derive(Parser, Debug)]
@@ -50,14 +44,10 @@ struct Args {
         default_value_t = 1000
     )]
     reload_interval_ms: u64,
-    /// Log format.
-    #[arg(
-        long,
-        env = "TESSERA_AMBASSADOR_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    log_format: LogFormat,
+    /// `--log-format` and `--log-level` (`TESSERA_LOG_FORMAT`,
+    /// `TESSERA_LOG_LEVEL`), shared by every Tessera binary.
+    #[command(flatten)]
+    log: tessera_telemetry::LogArgs,
     /// Worker threads; 0 uses every core.
     #[arg(long, env = "TESSERA_AMBASSADOR_THREADS", default_value_t = 0)]
     threads: usize,
@@ -65,15 +55,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_AMBASSADOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match args.log_format {
-        LogFormat::Text => fmt.init(),
-        LogFormat::Json => fmt.json().init(),
-    }
+    tessera_telemetry::init(&args.log);
 
     if let Some(path) = &args.check {
         return match Config::load(path) {

@@ -1,10 +1,17 @@
 //! Kubernetes discovery: `--store <namespace>/<name>` routes to the shard
 //! primaries that a `ShardedStore` publishes in its status.
 //!
-//! Only `get`, `list` and `watch` on that one object are needed: the
-//! watch is scoped with a `metadata.name` field selector. The object is read
-//! as untyped JSON so the ambassador does not depend on the CRD crate's
-//! release cycle; the fields used are listed in [`pool_from_store`].
+//! The object is read as the typed [`tessera_api::ShardedStore`] through an
+//! `Api<ShardedStore>` watcher scoped to that one object with the field
+//! selector `metadata.name=<name>`, so `get`, `list` and `watch` on that one
+//! object (a Role with `resourceNames: [<name>]`) are all it needs.
+//!
+//! Routing: every `status.shards[]` entry becomes a server named by its
+//! stable `name` (the ring identity, so keys stay put when pods move) at its
+//! `address`. A status that cannot be routed by (no shards yet, a shard
+//! without an address, a bad address, two shards with one index or one name)
+//! is logged with the reason and the last good shard list stays in use;
+//! before the first good status the ambassador does not listen.
 
 #[cfg(test)]
 mod tests;
@@ -14,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use serde_json::Value;
+use tessera_api::sharded_store::{self as api, HashFunction};
+use tessera_api::{ShardedStore, StoreEngine};
 
 use crate::config::{Config, DEFAULT_MAX_REQUEST_BYTES, PoolConfig, ServerConfig, split_host_port};
 use crate::metrics::METRICS;
@@ -55,73 +63,88 @@ pub struct Options {
     pub redis_auth: Option<String>,
 }
 
-fn str_at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+fn hash_fn(f: HashFunction) -> HashFn {
+    match f {
+        HashFunction::OneAtATime => HashFn::OneAtATime,
+        HashFunction::Md5 => HashFn::Md5,
+        HashFunction::Crc16 => HashFn::Crc16,
+        HashFunction::Crc32 => HashFn::Crc32,
+        HashFunction::Crc32a => HashFn::Crc32a,
+        HashFunction::Fnv1_64 => HashFn::Fnv1_64,
+        HashFunction::Fnv1a64 => HashFn::Fnv1a64,
+        HashFunction::Fnv1_32 => HashFn::Fnv1_32,
+        HashFunction::Fnv1a32 => HashFn::Fnv1a32,
+        HashFunction::Hsieh => HashFn::Hsieh,
+        HashFunction::Murmur => HashFn::Murmur,
+        HashFunction::Jenkins => HashFn::Jenkins,
+    }
 }
 
-/// Builds the pool for a ShardedStore object. Reads `spec.engine`
-/// (`redis`/`memcached`), `spec.hashing.{function,distribution,hashTag}` and
-/// `status.shards[].{index,name,address}`; servers are named by shard name
-/// (else `shard-<index>`) so the ring does not depend on pod addresses.
+fn distribution(d: api::Distribution) -> Distribution {
+    match d {
+        api::Distribution::Ketama => Distribution::Ketama,
+        api::Distribution::Modula => Distribution::Modula,
+        api::Distribution::Random => Distribution::Random,
+    }
+}
+
+/// Builds the pool for a ShardedStore. Uses `spec.engine`,
+/// `spec.hashing.{function,distribution,hashTag}` and
+/// `status.shards[].{index,name,address}`; servers are named by the shard's
+/// stable name so the ring does not depend on pod addresses. An error says
+/// why this status cannot be routed by.
 pub fn pool_from_store(
     store: &StoreRef,
-    obj: &Value,
+    obj: &ShardedStore,
     opts: &Options,
 ) -> Result<PoolConfig, String> {
-    let redis = match str_at(obj, &["spec", "engine"]) {
-        Some("redis") | None => true,
-        Some("memcached") => false,
-        Some(other) => return Err(format!("unsupported engine {other:?}")),
+    let redis = match obj.spec.engine {
+        StoreEngine::Redis => true,
+        StoreEngine::Memcached => false,
     };
-    let hash = match str_at(obj, &["spec", "hashing", "function"]) {
-        Some(f) => f.parse::<HashFn>().map_err(|e| e.to_string())?,
-        None => HashFn::default(),
-    };
-    let distribution = match str_at(obj, &["spec", "hashing", "distribution"]) {
-        Some(d) => d.parse::<Distribution>().map_err(|e| e.to_string())?,
-        None => Distribution::default(),
-    };
-    let hash_tag = match str_at(obj, &["spec", "hashing", "hashTag"]) {
+    let hashing = &obj.spec.hashing;
+    let hash_tag = match hashing.hash_tag.as_deref() {
         Some(t) if t.len() == 2 => Some([t.as_bytes()[0], t.as_bytes()[1]]),
-        Some(t) => return Err(format!("hashTag {t:?} is not 2 characters")),
+        Some(t) => return Err(format!("hashTag {t:?} is not 2 bytes")),
         None => None,
     };
     let shards = obj
-        .get("status")
-        .and_then(|s| s.get("shards"))
-        .and_then(Value::as_array)
+        .status
+        .as_ref()
+        .map(|s| s.shards.as_slice())
         .filter(|s| !s.is_empty())
         .ok_or("status.shards is empty: the operator has not published the shards yet")?;
     let mut indexed = Vec::with_capacity(shards.len());
     for shard in shards {
-        let index = shard
-            .get("index")
-            .and_then(Value::as_u64)
-            .ok_or("a shard has no index")?;
+        let index = shard.index;
+        if shard.name.is_empty() {
+            return Err(format!("shard {index} has no name"));
+        }
         let address = shard
-            .get("address")
-            .and_then(Value::as_str)
+            .address
+            .as_deref()
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| format!("shard {index} has no address yet"))?;
+            .ok_or_else(|| format!("shard {index} ({}) has no address yet", shard.name))?;
         let (host, port) = split_host_port(address)
             .ok_or_else(|| format!("shard {index}: address {address:?} is not host:port"))?;
-        let name = shard
-            .get("name")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("shard-{index}"), str::to_owned);
         indexed.push((
             index,
             ServerConfig {
                 host,
                 port,
                 weight: 1,
-                name: Some(name),
+                name: Some(shard.name.clone()),
             },
         ));
     }
     indexed.sort_by_key(|(i, _)| *i);
     if indexed.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err("two shards share an index".into());
+    }
+    let mut names: Vec<_> = indexed.iter().map(|(_, s)| s.name.as_deref()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err("two shards share a name".into());
     }
     let default_port = if redis { 6379 } else { 11211 };
     Ok(PoolConfig {
@@ -130,9 +153,9 @@ pub fn pool_from_store(
             .listen
             .clone()
             .unwrap_or_else(|| format!("127.0.0.1:{default_port}")),
-        hash,
+        hash: hash_fn(hashing.function),
         hash_tag,
-        distribution,
+        distribution: distribution(hashing.distribution),
         timeout: opts.timeout,
         backlog: 512,
         redis,
@@ -148,22 +171,12 @@ pub fn pool_from_store(
     })
 }
 
-fn resource() -> ApiResource {
-    ApiResource {
-        group: "tessera.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "tessera.dev/v1alpha1".into(),
-        kind: "ShardedStore".into(),
-        plural: "shardedstores".into(),
-    }
-}
-
 /// Watches the store and serves its shards until the process exits. The
 /// listener starts with the first usable status; later changes are applied
 /// like a reload, and unusable ones keep the running routing.
 pub async fn run(store: StoreRef, opts: Options) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &store.namespace, &resource());
+    let api: Api<ShardedStore> = Api::namespaced(client, &store.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", store.name));
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     let mut server: Option<Arc<Server>> = None;
@@ -181,8 +194,7 @@ pub async fn run(store: StoreRef, opts: Options) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let value = serde_json::to_value(&obj)?;
-        let pool = match pool_from_store(&store, &value, &opts) {
+        let pool = match pool_from_store(&store, &obj, &opts) {
             Ok(p) => p,
             Err(why) => {
                 tracing::warn!(error = %why, "cannot route by this ShardedStore status; keeping the current shards");

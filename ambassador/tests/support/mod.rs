@@ -154,7 +154,7 @@ pub fn ambassador(pool_file: &Path, port: u16, extra: &[&str]) -> Proc {
         .arg("--config")
         .arg(pool_file)
         .args(extra)
-        .env("TESSERA_AMBASSADOR_LOG", "info")
+        .env("TESSERA_LOG_LEVEL", "info")
         .stderr(log)
         .spawn()
         .unwrap();
