@@ -82,3 +82,20 @@ bench-adapter: ## RSS and scrape latency: tessera-adapter vs redis_exporter (doc
 
 bench-ambassador: ## tessera-ambassador vs nutcracker vs direct Redis (prints ratios)
 	bench/ambassador-vs-twemproxy.sh
+
+# ---- fuzzing (not part of `make test`) -------------------------------------
+.PHONY: fuzz
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= resp_request memcached_request memcached_response
+
+# Each target in turn, niced, bounded in time and memory. Needs cargo-fuzz
+# (`cargo install cargo-fuzz --locked`) and a nightly toolchain. Corpora and
+# crash artifacts stay in fuzz/corpus and fuzz/artifacts (git-ignored).
+fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60)
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  CARGO_TARGET_DIR="$(TESSERA_CACHE)/target-fuzz" nice -n 15 \
+	    $(CARGO) +nightly fuzz run --fuzz-dir fuzz $$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit $$?; \
+	done
