@@ -11,7 +11,7 @@ CARGO ?= cargo
 .PHONY: help test test-steps lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo engines bench-adapter bench-ambassador
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 TEST_LOG := $(TESSERA_CACHE)/test-results.log
 
