@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::reconcile::child::BuildContext;
 use crate::runtime::RunConfig;
@@ -30,13 +30,7 @@ pub enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Reconcile Tessera resources until SIGTERM.
-    Run(RunArgs),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+    Run(Box<RunArgs>),
 }
 
 const DEFAULT_SIDECAR: &str = concat!(
@@ -66,13 +60,8 @@ pub struct RunArgs {
     #[arg(long, env = "TESSERA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
 
-    /// Log format.
-    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Log level or filter, e.g. "info" or "info,tessera_operator=debug".
-    #[arg(long, env = "TESSERA_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    #[command(flatten)]
+    pub log: tessera_telemetry::LogArgs,
 
     /// Seconds between reconciles of an unchanged resource.
     #[arg(long, env = "TESSERA_RESYNC_SECONDS", default_value_t = 300)]
@@ -145,15 +134,8 @@ impl RunArgs {
         })
     }
 
-    pub fn init_tracing(&self) -> anyhow::Result<()> {
-        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .with_context(|| format!("invalid --log-level {:?}", self.log_level))?;
-        let builder = tracing_subscriber::fmt().with_env_filter(filter);
-        match self.log_format {
-            LogFormat::Json => builder.json().flatten_event(true).init(),
-            LogFormat::Text => builder.init(),
-        }
-        Ok(())
+    pub fn init_tracing(&self) {
+        tessera_telemetry::init(&self.log);
     }
 }
 

@@ -8,7 +8,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::Run(args) => {
-            args.init_tracing()?;
+            args.init_tracing();
             let cfg = args.to_config()?;
             tokio::runtime::Builder::new_multi_thread()
                 // Reconciles are I/O bound; two workers keep memory and CPU
