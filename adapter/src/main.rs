@@ -26,22 +26,7 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::select! {
         r = serve(listener, adapter) => r?,
-        _ = shutdown() => tracing::info!("shutting down"),
+        _ = tessera_telemetry::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
-}
-
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }

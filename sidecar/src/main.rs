@@ -67,22 +67,7 @@ async fn run(args: Args) -> Result<(), Error> {
     );
     tokio::select! {
         () = http::serve(listener, app) => {}
-        () = shutdown() => tracing::info!("shutting down"),
+        () = tessera_telemetry::shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
-}
-
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

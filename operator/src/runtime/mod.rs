@@ -67,7 +67,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        tessera_telemetry::shutdown_signal().await;
         info!("shutdown signal received");
         let _ = signal_tx.send(true);
     });
@@ -313,26 +313,4 @@ async fn run_controller<K: Managed>(
     .await;
     pod_task.abort();
     info!(kind = K::METRIC_KIND, "controller stopped");
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
