@@ -128,7 +128,7 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 }
-                _ = tokio::signal::ctrl_c() => {}
+                _ = tessera_telemetry::shutdown_signal() => {}
             }
             return ExitCode::SUCCESS;
         }
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
             server.clone(),
             Duration::from_millis(args.reload_interval_ms.max(10)),
         ));
-        let _ = tokio::signal::ctrl_c().await;
+        tessera_telemetry::shutdown_signal().await;
         ExitCode::SUCCESS
     })
 }
