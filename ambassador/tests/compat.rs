@@ -11,22 +11,6 @@ use std::path::Path;
 use support::*;
 use tessera_clients::resp::Value;
 
-const KEYS_PER_POOL: usize = 10_000;
-const HASHES: [&str; 12] = [
-    "one_at_a_time",
-    "md5",
-    "crc16",
-    "crc32",
-    "crc32a",
-    "fnv1_64",
-    "fnv1a_64",
-    "fnv1_32",
-    "fnv1a_32",
-    "hsieh",
-    "murmur",
-    "jenkins",
-];
-
 struct PoolSpec {
     port: u16,
     prefix: String,

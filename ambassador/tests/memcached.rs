@@ -7,22 +7,6 @@ use std::collections::HashMap;
 
 use support::*;
 
-const KEYS_PER_POOL: usize = 10_000;
-const HASHES: [&str; 12] = [
-    "one_at_a_time",
-    "md5",
-    "crc16",
-    "crc32",
-    "crc32a",
-    "fnv1_64",
-    "fnv1a_64",
-    "fnv1_32",
-    "fnv1a_32",
-    "hsieh",
-    "murmur",
-    "jenkins",
-];
-
 /// Printable ASCII and high bytes: memcached keys exclude spaces and
 /// control characters.
 fn alphabet() -> Vec<u8> {

@@ -13,6 +13,24 @@ use tessera_clients::resp::{self, Value};
 
 /// A port nothing listens on right now, never handed out twice in a process
 /// (the kernel happily returns the same ephemeral port again).
+/// Keys written per pool variant by the nutcracker compatibility tests.
+pub const KEYS_PER_POOL: usize = 10_000;
+/// Every twemproxy hash function, by its pool-file name.
+pub const HASHES: [&str; 12] = [
+    "one_at_a_time",
+    "md5",
+    "crc16",
+    "crc32",
+    "crc32a",
+    "fnv1_64",
+    "fnv1a_64",
+    "fnv1_32",
+    "fnv1a_32",
+    "hsieh",
+    "murmur",
+    "jenkins",
+];
+
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
