@@ -48,9 +48,11 @@ struct Args {
     /// `TESSERA_LOG_LEVEL`), shared by every Tessera binary.
     #[command(flatten)]
     log: tessera_telemetry::LogArgs,
-    /// Worker threads; 0 uses every core.
-    #[arg(long, env = "TESSERA_AMBASSADOR_THREADS", default_value_t = 0)]
-    threads: usize,
+    /// Worker threads. The default is half the cores this process may use
+    /// (its CPU quota included), rounded up: the application beside it
+    /// needs the rest. 0 uses every core.
+    #[arg(long, env = "TESSERA_AMBASSADOR_THREADS")]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -88,9 +90,11 @@ fn main() -> ExitCode {
         eprintln!("one of --config, --check or --store is required");
         return ExitCode::FAILURE;
     }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = match args.threads {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
+        None => cores.div_ceil(2),
+        Some(0) => cores,
+        Some(n) => n,
     };
     if let Err(e) = tessera_ambassador::workers::start(threads) {
         eprintln!("cannot start {threads} worker threads: {e}");
