@@ -87,7 +87,7 @@ bench-ambassador: ## tessera-ambassador vs nutcracker vs direct Redis (prints ra
 .PHONY: fuzz
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= resp_request memcached_request memcached_response
+FUZZ_TARGETS ?= resp_request memcached_request memcached_response redis_plan memcached_plan
 
 # Each target in turn, niced, bounded in time and memory. Needs cargo-fuzz
 # (`cargo install cargo-fuzz --locked`) and a nightly toolchain. Corpora and

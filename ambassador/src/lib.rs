@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod error;
 pub mod memcache;
 pub mod metrics;
+pub mod plan;
 pub mod pool;
 pub mod redis;
 pub mod reload;

@@ -7,10 +7,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tessera_clients::memcached::codec::{self as mc, Command};
 use tokio::net::TcpStream;
 
-use crate::client::{self, GatherOp, Part, Pending, Proto, Stacks, error_reply};
+use crate::client::{self, GatherOp, Pending, Proto, Stacks, error_reply};
 use crate::error::{ClientError, UpstreamError};
 use crate::metrics::METRICS;
-use crate::pool::{Pool, Routing};
+use crate::plan::{Plan, SplitPart, Step, execute, group_by_shard};
+use crate::pool::Pool;
+use crate::ring::Ring;
 use crate::upstream::ReplyKind;
 use crate::upstream::service::Call;
 
@@ -34,91 +36,85 @@ pub fn limits(max_request_bytes: usize) -> mc::Limits {
     }
 }
 
-fn server_error(message: &str) -> Pending {
+fn server_error(message: &str) -> Plan {
     let mut out = BytesMut::new();
     error_reply(Proto::Memcached, message, &mut out);
-    Pending::Ready(out.freeze())
+    Plan::Reply(out.freeze())
 }
 
-enum Step {
-    Reply(Pending),
-    Nothing,
-    Close,
-}
-
-async fn request(frame: Bytes, req: &mc::Request, routing: &Routing, stacks: &mut Stacks) -> Step {
-    let id = command_id(req.command);
+/// Plans one parsed request (`frame` is its bytes): answered here, routed by
+/// its key, or, for a `get`/`gets` whose keys live on several shards, split
+/// into one retrieval per shard.
+pub fn plan(frame: Bytes, req: &mc::Request, ring: &Ring) -> Plan {
+    let command = command_id(req.command);
     match req.command {
-        Command::Quit => return Step::Close,
+        Command::Quit => return Plan::Close(Bytes::new()),
         Command::Version => {
-            return Step::Reply(Pending::Ready(Bytes::from_static(
+            return Plan::Reply(Bytes::from_static(
                 concat!(
                     "VERSION tessera-ambassador-",
                     env!("CARGO_PKG_VERSION"),
                     "\r\n"
                 )
                 .as_bytes(),
-            )));
+            ));
         }
         _ => {}
     }
     let key = |i: usize| &frame[req.keys[i].clone()];
-    if req.command.is_retrieval() {
-        let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
-        for k in 0..req.keys.len() {
-            let Some(idx) = routing.ring.route(key(k)) else {
-                return Step::Reply(server_error(&UpstreamError::NoLiveShards.to_string()));
-            };
-            match groups.iter_mut().find(|(i, _)| *i == idx) {
-                Some((_, p)) => p.push(k as u32),
-                None => groups.push((idx, vec![k as u32])),
-            }
-        }
-        if groups.len() > 1 {
-            let mut parts = Vec::with_capacity(groups.len());
-            for (idx, positions) in groups {
-                let mut line = BytesMut::new();
-                line.put_slice(req.command.name().as_bytes());
-                for &p in &positions {
-                    line.put_u8(b' ');
-                    line.put_slice(key(p as usize));
-                }
-                line.put_slice(b"\r\n");
-                let call = Call {
-                    frame: line.freeze(),
-                    kind: ReplyKind::McRetrieval,
-                    command: id,
-                    noreply: false,
-                };
-                let reply = stacks.call(idx, call).await;
-                parts.push(Part { reply, positions });
-            }
-            return Step::Reply(Pending::Gather {
-                op: GatherOp::McGet,
-                parts,
-                keys: req.keys.len(),
-            });
-        }
-    }
-    let Some(index) = routing.shard_for(key(0)) else {
-        return Step::Reply(server_error(&UpstreamError::NoLiveShards.to_string()));
-    };
     let kind = if req.command.is_retrieval() {
         ReplyKind::McRetrieval
     } else {
         ReplyKind::McLine
     };
-    let call = Call {
-        frame,
-        kind,
-        command: id,
-        noreply: req.noreply,
-    };
-    let reply = stacks.call(index, call).await;
-    if req.noreply {
-        return Step::Nothing;
+    if req.command.is_retrieval() {
+        let Some(groups) = group_by_shard((0..req.keys.len()).map(key), ring) else {
+            return server_error(&UpstreamError::NoLiveShards.to_string());
+        };
+        if groups.len() > 1 {
+            let parts = groups
+                .into_iter()
+                .map(|(shard, positions)| {
+                    let mut line = BytesMut::new();
+                    line.put_slice(req.command.name().as_bytes());
+                    for &p in &positions {
+                        line.put_u8(b' ');
+                        line.put_slice(key(p as usize));
+                    }
+                    line.put_slice(b"\r\n");
+                    let call = Call {
+                        frame: line.freeze(),
+                        kind,
+                        command,
+                        noreply: false,
+                    };
+                    SplitPart {
+                        shard,
+                        call,
+                        positions,
+                    }
+                })
+                .collect();
+            return Plan::Split {
+                op: GatherOp::McGet,
+                parts,
+                keys: req.keys.len(),
+            };
+        }
     }
-    Step::Reply(Pending::One(reply))
+    let Some(shard) = ring.route(key(0)) else {
+        return server_error(&UpstreamError::NoLiveShards.to_string());
+    };
+    let noreply = req.noreply;
+    Plan::One {
+        shard,
+        call: Call {
+            frame,
+            kind,
+            command,
+            noreply,
+        },
+    }
 }
 
 /// Serves one memcached client until it closes, sends `quit` or bad input.
@@ -140,14 +136,17 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 }
                 Ok(Some(req)) => {
                     let frame = buf.split_to(req.len).freeze();
-                    match request(frame, &req, &routing, &mut stacks).await {
+                    match execute(plan(frame, &req, &routing.ring), &mut stacks).await {
                         Step::Reply(p) => {
                             if tx.send(p).await.is_err() {
                                 break 'conn;
                             }
                         }
                         Step::Nothing => {}
-                        Step::Close => break 'conn,
+                        Step::Close(p) => {
+                            let _ = tx.send(p).await;
+                            break 'conn;
+                        }
                     }
                     continue;
                 }

@@ -35,13 +35,6 @@ pub struct Routing {
     pub config: Arc<PoolConfig>,
 }
 
-impl Routing {
-    /// The index of the shard that owns `key`.
-    pub fn shard_for(&self, key: &[u8]) -> Option<usize> {
-        self.ring.route(key)
-    }
-}
-
 /// Command names for the per-shard counters of this pool's protocol.
 pub type CommandNames = &'static [&'static str];
 

@@ -10,10 +10,13 @@ use bytes::{Bytes, BytesMut};
 use tessera_clients::resp::{self, Value};
 use tokio::net::TcpStream;
 
-use crate::client::{self, GatherOp, Part, Pending, Proto, Stacks, error_reply};
+use crate::client::{self, GatherOp, Pending, Proto, Stacks, error_reply};
+use crate::config::PoolConfig;
 use crate::error::{ClientError, UpstreamError};
 use crate::metrics::METRICS;
-use crate::pool::{Pool, Routing};
+use crate::plan::{Plan, SplitPart, Step, execute, group_by_shard};
+use crate::pool::Pool;
+use crate::ring::Ring;
 use crate::upstream::ReplyKind;
 use crate::upstream::service::Call;
 
@@ -358,32 +361,25 @@ pub fn lookup(name: &[u8]) -> Option<(usize, Kind)> {
     TABLE.by_name.get(&*upper).copied()
 }
 
-fn simple(s: &'static str) -> Pending {
-    Pending::Ready(Bytes::from_static(s.as_bytes()))
+fn simple(s: &'static str) -> Plan {
+    Plan::Reply(Bytes::from_static(s.as_bytes()))
 }
 
-fn err(message: &str) -> Pending {
+fn err(message: &str) -> Plan {
     let mut out = BytesMut::new();
     error_reply(Proto::Redis, message, &mut out);
-    Pending::Ready(out.freeze())
+    Plan::Reply(out.freeze())
 }
 
-fn bulk(b: &Bytes) -> Pending {
+fn bulk(b: &Bytes) -> Plan {
     let mut out = BytesMut::new();
     resp::encode(&Value::Bulk(b.clone()), &mut out);
-    Pending::Ready(out.freeze())
+    Plan::Reply(out.freeze())
 }
 
 /// Per-connection state.
 pub struct Session {
     pub authenticated: bool,
-}
-
-/// What to do with one command.
-pub enum Step {
-    Reply(Pending),
-    /// Reply, then close the connection.
-    Close(Pending),
 }
 
 fn args_of(value: Value) -> Result<Vec<Bytes>, ClientError> {
@@ -402,35 +398,35 @@ fn args_of(value: Value) -> Result<Vec<Bytes>, ClientError> {
         .collect()
 }
 
-fn wrong_args(name: &[u8]) -> Pending {
+fn wrong_args(name: &[u8]) -> Plan {
     err(&format!(
         "wrong number of arguments for '{}' command",
         String::from_utf8_lossy(name).to_ascii_lowercase()
     ))
 }
 
-/// Handles one command: answers it locally, or forwards it and returns
-/// where its reply will come from.
-pub async fn command(
+/// Plans one command (`raw` is its frame, `value` the decoded frame): an
+/// answer from the proxy, or where to forward it. `Err` means the input is
+/// not a command at all and the connection must close.
+pub fn plan(
     raw: Bytes,
     value: Value,
-    routing: &Routing,
-    stacks: &mut Stacks,
+    ring: &Ring,
+    config: &PoolConfig,
     session: &mut Session,
-) -> Result<Step, ClientError> {
+) -> Result<Plan, ClientError> {
     let args = args_of(value)?;
     let name = &args[0];
     let Some((id, kind)) = lookup(name) else {
-        return Ok(Step::Reply(err(&format!(
+        return Ok(err(&format!(
             "unknown or unsupported command '{}'",
             String::from_utf8_lossy(name)
-        ))));
+        )));
     };
-    let config = &routing.config;
     if !session.authenticated && !matches!(kind, Kind::Auth | Kind::Quit) {
-        return Ok(Step::Reply(simple("-NOAUTH Authentication required.\r\n")));
+        return Ok(simple("-NOAUTH Authentication required.\r\n"));
     }
-    let reply = match kind {
+    Ok(match kind {
         Kind::Ping => match args.len() {
             1 => simple("+PONG\r\n"),
             2 => bulk(&args[1]),
@@ -438,7 +434,7 @@ pub async fn command(
         },
         Kind::Echo if args.len() == 2 => bulk(&args[1]),
         Kind::Echo => wrong_args(name),
-        Kind::Quit => return Ok(Step::Close(simple("+OK\r\n"))),
+        Kind::Quit => Plan::Close(Bytes::from_static(b"+OK\r\n")),
         Kind::Auth => match (&config.redis_auth, args.len()) {
             (_, n) if n != 2 => wrong_args(name),
             (None, _) => err("Client sent AUTH, but no password is set"),
@@ -460,16 +456,14 @@ pub async fn command(
             "{} is not supported by the ambassador: {why}",
             String::from_utf8_lossy(name).to_ascii_uppercase()
         )),
-        Kind::Single if args.len() >= 2 => forward(raw, &args[1], id, routing, stacks).await,
+        Kind::Single if args.len() >= 2 => forward(raw, &args[1], id, ring),
         Kind::Single => wrong_args(name),
         Kind::Eval => {
             let numkeys = args
                 .get(2)
                 .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
             match numkeys {
-                Some(n) if n >= 1 && args.len() >= 3 + n => {
-                    forward(raw, &args[3], id, routing, stacks).await
-                }
+                Some(n) if n >= 1 && args.len() >= 3 + n => forward(raw, &args[3], id, ring),
                 Some(_) => err(&format!(
                     "{} through the ambassador needs at least one key to route by",
                     String::from_utf8_lossy(name).to_ascii_uppercase()
@@ -483,14 +477,13 @@ pub async fn command(
             } else {
                 GatherOp::Sum
             };
-            split(raw, &args, 1, op, id, routing, stacks).await
+            split(raw, &args, 1, op, id, ring)
         }
         Kind::Mset if args.len() >= 3 && args.len() % 2 == 1 => {
-            split(raw, &args, 2, GatherOp::Mset, id, routing, stacks).await
+            split(raw, &args, 2, GatherOp::Mset, id, ring)
         }
         Kind::Mget | Kind::Sum | Kind::Mset => wrong_args(name),
-    };
-    Ok(Step::Reply(reply))
+    })
 }
 
 fn call(frame: Bytes, command: usize) -> Call {
@@ -502,66 +495,58 @@ fn call(frame: Bytes, command: usize) -> Call {
     }
 }
 
-async fn forward(
-    raw: Bytes,
-    key: &[u8],
-    command: usize,
-    routing: &Routing,
-    stacks: &mut Stacks,
-) -> Pending {
-    let Some(index) = routing.shard_for(key) else {
-        return err(&UpstreamError::NoLiveShards.to_string());
-    };
-    Pending::One(stacks.call(index, call(raw, command)).await)
+fn forward(raw: Bytes, key: &[u8], command: usize, ring: &Ring) -> Plan {
+    match ring.route(key) {
+        Some(shard) => Plan::One {
+            shard,
+            call: call(raw, command),
+        },
+        None => err(&UpstreamError::NoLiveShards.to_string()),
+    }
 }
 
 /// Splits a multi-key command (`args`, its name first) into one command
 /// per shard. `stride` is 1 for key lists and 2 for key-value pairs.
-async fn split(
+fn split(
     raw: Bytes,
     args: &[Bytes],
     stride: usize,
     op: GatherOp,
     command: usize,
-    routing: &Routing,
-    stacks: &mut Stacks,
-) -> Pending {
+    ring: &Ring,
+) -> Plan {
     let (name, rest) = (&args[0], &args[1..]);
-    let nkeys = rest.len() / stride;
-    // (shard index, positions) in order of first appearance.
-    let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
-    for k in 0..nkeys {
-        let Some(idx) = routing.ring.route(&rest[k * stride]) else {
-            return err(&UpstreamError::NoLiveShards.to_string());
-        };
-        match groups.iter_mut().find(|(i, _)| *i == idx) {
-            Some((_, positions)) => positions.push(k as u32),
-            None => groups.push((idx, vec![k as u32])),
-        }
-    }
-    if groups.len() == 1 {
+    let keys = rest.len() / stride;
+    let Some(groups) = group_by_shard(rest.iter().step_by(stride).map(|k| &k[..]), ring) else {
+        return err(&UpstreamError::NoLiveShards.to_string());
+    };
+    if let [(shard, _)] = groups[..] {
         // Every key on one shard: forward as is, the reply needs no merge.
-        return Pending::One(stacks.call(groups[0].0, call(raw, command)).await);
+        return Plan::One {
+            shard,
+            call: call(raw, command),
+        };
     }
-    let mut parts = Vec::with_capacity(groups.len());
-    for (idx, positions) in groups {
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + positions.len() * stride);
-        args.push(name);
-        for &p in &positions {
-            for j in 0..stride {
-                args.push(&rest[p as usize * stride + j]);
+    let parts = groups
+        .into_iter()
+        .map(|(shard, positions)| {
+            let mut args: Vec<&[u8]> = Vec::with_capacity(1 + positions.len() * stride);
+            args.push(name);
+            for &p in &positions {
+                for j in 0..stride {
+                    args.push(&rest[p as usize * stride + j]);
+                }
             }
-        }
-        let mut frame = BytesMut::new();
-        resp::encode_command(&args, &mut frame);
-        let reply = stacks.call(idx, call(frame.freeze(), command)).await;
-        parts.push(Part { reply, positions });
-    }
-    Pending::Gather {
-        op,
-        parts,
-        keys: nkeys,
-    }
+            let mut frame = BytesMut::new();
+            resp::encode_command(&args, &mut frame);
+            SplitPart {
+                shard,
+                call: call(frame.freeze(), command),
+                positions,
+            }
+        })
+        .collect();
+    Plan::Split { op, parts, keys }
 }
 
 /// Client request limits derived from the pool's maximum request size.
@@ -595,17 +580,20 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
             let failure = match resp::decode_frame(&mut buf, &limits) {
                 Ok(Some((raw, _))) if raw.len() > max => ClientError::TooLarge(max),
                 Ok(Some((raw, value))) => {
-                    match command(raw, value, &routing, &mut stacks, &mut session).await {
-                        Ok(Step::Reply(p)) => {
-                            if tx.send(p).await.is_err() {
+                    match plan(raw, value, &routing.ring, &routing.config, &mut session) {
+                        Ok(plan) => match execute(plan, &mut stacks).await {
+                            Step::Reply(p) => {
+                                if tx.send(p).await.is_err() {
+                                    break 'conn;
+                                }
+                                continue;
+                            }
+                            Step::Nothing => continue,
+                            Step::Close(p) => {
+                                let _ = tx.send(p).await;
                                 break 'conn;
                             }
-                            continue;
-                        }
-                        Ok(Step::Close(p)) => {
-                            let _ = tx.send(p).await;
-                            break 'conn;
-                        }
+                        },
                         Err(e) => e,
                     }
                 }
@@ -618,7 +606,9 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 .with_label_values(&[&*pool.name, failure.label()])
                 .inc();
             tracing::debug!(pool = %pool.name, error = %failure, "closing client");
-            let _ = tx.send(err(&failure.to_string())).await;
+            let mut out = BytesMut::new();
+            error_reply(Proto::Redis, &failure.to_string(), &mut out);
+            let _ = tx.send(Pending::Ready(out.freeze())).await;
             break 'conn;
         }
     }
