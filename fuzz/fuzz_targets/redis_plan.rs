@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         match redis::plan(raw.clone(), value, &RING, &POOL, &mut session) {
             Err(_) => assert!(args.is_none(), "a command was refused as not a command"),
             Ok(Plan::Reply(b) | Plan::Close(b)) => {
-                assert_eq!(resp::frame_len(&b, &resp::Limits::default()), Ok(Some(b.len())));
+                assert_eq!(
+                    resp::frame_len(&b, &resp::Limits::default()),
+                    Ok(Some(b.len()))
+                );
             }
             Ok(Plan::One { shard, call }) => {
                 assert!(shard < 3);
