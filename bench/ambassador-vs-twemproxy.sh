@@ -7,8 +7,10 @@
 #   both proxies to 3 memcached shards. Prints the ratios.
 #
 # Usage: bench/ambassador-vs-twemproxy.sh [rounds]   (default 3 rounds;
-# the median round is reported). Needs redis-server, redis-benchmark,
-# memcached, nutcracker and memcslap (hack/install-test-deps.sh).
+# the median round is reported). AMBASSADOR_ARGS adds flags to the
+# ambassador, e.g. AMBASSADOR_ARGS="--threads 2". Needs redis-server,
+# redis-benchmark, memcached, nutcracker and memcslap
+# (hack/install-test-deps.sh).
 set -euo pipefail
 
 ROUNDS=${1:-3}
@@ -59,7 +61,8 @@ pool "$NUT_PORT" true "${SHARDS[@]}" > "$WORK/nut.yml"
 pool "$AMB_PORT" true "${SHARDS[@]}" > "$WORK/amb.yml"
 "$NUT" -c "$WORK/nut.yml" -s "$(free_port)" -a 127.0.0.1 -o "$WORK/nut.log" -p "$WORK/nut.pid" &
 PIDS+=($!); wait_port "$NUT_PORT"
-TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb.yml" 2>"$WORK/amb.log" &
+# shellcheck disable=SC2086 # AMBASSADOR_ARGS is a list of flags
+TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb.yml" ${AMBASSADOR_ARGS:-} 2>"$WORK/amb.log" &
 PIDS+=($!); wait_port "$AMB_PORT"
 
 # run <port> <pipeline> -> "set_rps get_rps set_p50 get_p50"
@@ -118,7 +121,8 @@ if [[ ${BENCH_MEMCACHED:-1} == 1 ]] && command -v memcslap >/dev/null; then
   pool "$AMB_MC" false "${MC[@]}" > "$WORK/amb-mc.yml"
   "$NUT" -c "$WORK/nut-mc.yml" -s "$(free_port)" -a 127.0.0.1 -o "$WORK/nut-mc.log" -p "$WORK/nut-mc.pid" &
   PIDS+=($!); wait_port "$NUT_MC"
-  TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb-mc.yml" 2>"$WORK/amb-mc.log" &
+  # shellcheck disable=SC2086
+  TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb-mc.yml" ${AMBASSADOR_ARGS:-} 2>"$WORK/amb-mc.log" &
   PIDS+=($!); wait_port "$AMB_MC"
   mcrun() { # ops/s from memcslap's "Took N seconds" over a fixed count
     local start end
