@@ -54,7 +54,7 @@ fn keys(rng: &mut fastrand::Rng, prefix: &str, alphabet: &[u8]) -> Vec<Vec<u8>> 
 }
 
 /// Every key held by each shard, read directly.
-fn placement(shards: &[Proc]) -> HashMap<Vec<u8>, usize> {
+fn placement(shards: &[RedisServer]) -> HashMap<Vec<u8>, usize> {
     let mut owner = HashMap::new();
     for (i, s) in shards.iter().enumerate() {
         let Value::Array(keys) = Client::connect(s.port).cmd(&["KEYS", "*"]) else {
@@ -70,7 +70,7 @@ fn placement(shards: &[Proc]) -> HashMap<Vec<u8>, usize> {
     owner
 }
 
-fn flush(shards: &[Proc]) {
+fn flush(shards: &[RedisServer]) {
     for s in shards {
         assert_eq!(Client::connect(s.port).cmd(&["FLUSHALL"]), ok());
     }
@@ -89,7 +89,7 @@ fn set_all(pools: &[PoolSpec], keys: &[Vec<Vec<u8>>]) {
     }
 }
 
-fn pool_file(shards: &[Proc], dir: &Path) -> (std::path::PathBuf, Vec<PoolSpec>) {
+fn pool_file(shards: &[RedisServer], dir: &Path) -> (std::path::PathBuf, Vec<PoolSpec>) {
     let mut text = String::new();
     let mut pools = Vec::new();
     for hash in HASHES {
@@ -126,7 +126,7 @@ fn pool_file(shards: &[Proc], dir: &Path) -> (std::path::PathBuf, Vec<PoolSpec>)
 
 #[test]
 fn redis_keys_land_where_nutcracker_puts_them() {
-    let shards: Vec<Proc> = (0..3).map(|_| redis()).collect();
+    let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let (path, pools) = pool_file(&shards, dir.path());
     let mut rng = fastrand::Rng::with_seed(7);
@@ -182,7 +182,7 @@ fn duplicates(keys: &[Vec<Vec<u8>>]) -> usize {
 
 #[test]
 fn random_distribution_spreads_keys_through_both_proxies() {
-    let shards: Vec<Proc> = (0..3).map(|_| redis()).collect();
+    let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
     let mut text = format!(

@@ -9,7 +9,7 @@ use support::*;
 use tessera_ambassador::ring::{Distribution, HashFn, Member, Ring};
 use tessera_clients::resp::Value;
 
-fn pool(shards: &[&Proc], port: u16, extra: &str) -> String {
+fn pool(shards: &[&RedisServer], port: u16, extra: &str) -> String {
     let mut text = format!("f:\n  listen: 127.0.0.1:{port}\n  redis: true\n{extra}  servers:\n");
     for (i, s) in shards.iter().enumerate() {
         text += &format!("   - 127.0.0.1:{}:1 shard-{i}\n", s.port);
@@ -44,7 +44,7 @@ fn is_err(v: &Value) -> bool {
 
 #[test]
 fn a_killed_shard_fails_only_its_own_keys() {
-    let shards: Vec<Proc> = (0..3).map(|_| redis()).collect();
+    let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
     let path = dir.path().join("pool.yml");
@@ -81,7 +81,7 @@ fn a_killed_shard_fails_only_its_own_keys() {
 
 #[test]
 fn a_stopped_shard_times_out_within_timeout_and_others_are_unaffected() {
-    let shards: Vec<Proc> = (0..3).map(|_| redis()).collect();
+    let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
     let path = dir.path().join("pool.yml");
@@ -96,7 +96,7 @@ fn a_stopped_shard_times_out_within_timeout_and_others_are_unaffected() {
     for keys in &owners {
         assert_eq!(c.cmd(&["SET", &keys[0], "v"]), ok());
     }
-    shards[2].signal("-STOP");
+    shards[2].process.pause();
     let result = std::panic::catch_unwind(|| {
         let mut hung = Client::connect(amb.port);
         let start = Instant::now();
@@ -121,7 +121,7 @@ fn a_stopped_shard_times_out_within_timeout_and_others_are_unaffected() {
             "{took:?}"
         );
     });
-    shards[2].signal("-CONT");
+    shards[2].process.resume();
     result.unwrap();
     // Once it is back, its keys work again.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -134,7 +134,7 @@ fn a_stopped_shard_times_out_within_timeout_and_others_are_unaffected() {
 
 #[test]
 fn a_failing_shard_is_ejected_and_returns_after_retry_timeout() {
-    let mut shards: Vec<Proc> = (0..3).map(|_| redis()).collect();
+    let mut shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
     let admin = free_port();
@@ -150,8 +150,7 @@ fn a_failing_shard_is_ejected_and_returns_after_retry_timeout() {
     let amb = ambassador(&path, port, &["--admin", &format!("127.0.0.1:{admin}")]);
     let full = keys_by_shard(&ring(3, &[]));
     let without0 = ring(3, &[0]);
-    let dead_port = shards[0].port;
-    drop(shards.remove(0));
+    shards[0].kill();
     let mut c = Client::connect(amb.port);
     // The first requests for shard 0 fail; after two failures it is ejected
     // and its keys move to the remaining shards.
@@ -176,7 +175,7 @@ fn a_failing_shard_is_ejected_and_returns_after_retry_timeout() {
     let new_owner = without0.route(k.as_bytes()).unwrap();
     assert_ne!(new_owner, 0);
     assert_eq!(
-        Client::connect(shards[new_owner - 1].port).cmd(&["GET", k]),
+        Client::connect(shards[new_owner].port).cmd(&["GET", k]),
         bulk("moved")
     );
     let metrics = http_get(admin, "/metrics");
@@ -187,19 +186,11 @@ fn a_failing_shard_is_ejected_and_returns_after_retry_timeout() {
 
     // The shard comes back on its port; after server_retry_timeout it is
     // in the ring again and its keys go back to it.
-    let mut back = None;
-    for _ in 0..50 {
-        if let Some(p) = redis_on(dead_port) {
-            back = Some(p);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let back = back.expect("restart shard 0 on its port");
+    shards[0].restart().expect("restart shard 0 on its port");
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
         assert_eq!(c.cmd(&["SET", k, "home"]), ok());
-        if Client::connect(back.port).cmd(&["GET", k]) == bulk("home") {
+        if Client::connect(shards[0].port).cmd(&["GET", k]) == bulk("home") {
             break;
         }
         assert!(Instant::now() < deadline, "shard 0 never returned");

@@ -49,7 +49,7 @@ fn set_all(port: u16, keys: &[Vec<u8>]) {
 }
 
 /// Which shard holds each key, read directly from every shard.
-fn placement(shards: &[Proc], keys: &[Vec<u8>]) -> HashMap<Vec<u8>, usize> {
+fn placement(shards: &[Memcached], keys: &[Vec<u8>]) -> HashMap<Vec<u8>, usize> {
     let mut owner = HashMap::new();
     for (i, s) in shards.iter().enumerate() {
         let mut c = McClient::connect(s.port);
@@ -69,7 +69,7 @@ fn placement(shards: &[Proc], keys: &[Vec<u8>]) -> HashMap<Vec<u8>, usize> {
     owner
 }
 
-fn flush(shards: &[Proc]) {
+fn flush(shards: &[Memcached]) {
     for s in shards {
         let mut c = McClient::connect(s.port);
         c.send(b"flush_all\r\n");
@@ -79,7 +79,7 @@ fn flush(shards: &[Proc]) {
 
 #[test]
 fn memcached_keys_land_where_nutcracker_puts_them() {
-    let shards: Vec<Proc> = (0..3).map(|_| memcached()).collect();
+    let shards: Vec<Memcached> = (0..3).map(|_| memcached()).collect();
     let dir = tempdir();
     let mut text = String::new();
     let mut ports = Vec::new();
@@ -148,13 +148,13 @@ fn memcached_keys_land_where_nutcracker_puts_them() {
 }
 
 struct Setup {
-    shards: Vec<Proc>,
+    shards: Vec<Memcached>,
     amb: Proc,
     _dir: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
-    let shards: Vec<Proc> = (0..3).map(|_| memcached()).collect();
+    let shards: Vec<Memcached> = (0..3).map(|_| memcached()).collect();
     let dir = tempdir();
     let port = free_port();
     let mut text = format!(

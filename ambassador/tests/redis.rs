@@ -9,13 +9,13 @@ use support::*;
 use tessera_clients::resp::Value;
 
 struct Setup {
-    shards: Vec<Proc>,
+    shards: Vec<RedisServer>,
     amb: Proc,
     _dir: tempfile::TempDir,
 }
 
 fn setup(extra: &str) -> Setup {
-    let shards: Vec<Proc> = (0..3).map(|_| redis()).collect();
+    let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
     let mut text = format!(
@@ -34,7 +34,7 @@ fn setup(extra: &str) -> Setup {
     }
 }
 
-fn direct_get(shards: &[Proc], key: &str) -> Vec<Value> {
+fn direct_get(shards: &[RedisServer], key: &str) -> Vec<Value> {
     shards
         .iter()
         .map(|s| Client::connect(s.port).cmd(&["GET", key]))

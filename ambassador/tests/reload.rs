@@ -11,7 +11,7 @@ use support::*;
 use tessera_ambassador::ring::{Distribution, HashFn, Member, Ring};
 use tessera_clients::resp::Value;
 
-fn pool(shards: &[Proc], port: u16) -> String {
+fn pool(shards: &[RedisServer], port: u16) -> String {
     let mut text =
         format!("r:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 2000\n  servers:\n");
     for (i, s) in shards.iter().enumerate() {
@@ -40,7 +40,7 @@ fn publish(dir: &Path, version: u32, text: &str) {
 
 #[test]
 fn adding_a_shard_during_load_causes_no_errors_and_reroutes_keys() {
-    let shards: Vec<Proc> = (0..4).map(|_| redis()).collect();
+    let shards: Vec<RedisServer> = (0..4).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
     let admin = free_port();

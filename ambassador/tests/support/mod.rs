@@ -5,11 +5,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tessera_clients::resp::{self, Value};
+pub use tessera_testing::{Memcached, RedisServer};
 
 /// A port nothing listens on right now, never handed out twice in a process
 /// (the kernel happily returns the same ephemeral port again).
@@ -64,15 +65,6 @@ impl Proc {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.pid());
-    }
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
@@ -89,54 +81,15 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     panic!("{what} did not listen on {port} within 10 s");
 }
 
-pub fn redis() -> Proc {
-    let port = free_port();
-    let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (hack/install-test-deps.sh)");
-    wait_for_port(port, "redis-server", &mut child);
-    Proc {
-        child,
-        port,
-        name: "redis",
-    }
+/// A redis-server shard (tessera-testing's launcher, killed on drop).
+pub fn redis() -> RedisServer {
+    RedisServer::start().expect("redis-server starts (hack/install-test-deps.sh)")
 }
 
-pub fn memcached() -> Proc {
-    let port = free_port();
-    let mut child = Command::new("memcached")
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-u",
-            "root",
-            "-m",
-            "64",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("memcached is installed");
-    wait_for_port(port, "memcached", &mut child);
-    Proc {
-        child,
-        port,
-        name: "memcached",
-    }
+/// A memcached shard (tessera-testing's launcher, killed on drop) with room
+/// for every key of the compatibility tests at once.
+pub fn memcached() -> Memcached {
+    Memcached::start_with_memory_mb(64).expect("memcached starts (hack/install-test-deps.sh)")
 }
 
 /// Starts nutcracker on `pool_file`; `port` is the first pool's listen port.
@@ -351,49 +304,9 @@ pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Starts redis-server on a given port (to bring a "killed" shard back);
-/// `None` if it could not bind yet.
-pub fn redis_on(port: u16) -> Option<Proc> {
-    let mut child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return None;
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Proc {
-                child,
-                port,
-                name: "redis",
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    None
-}
-
-/// A plain HTTP/1.0 GET returning the body.
+/// The body of a GET on 127.0.0.1:`port`.
 pub fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or(out)
+    tessera_testing::http_get(port, path, &[], Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("GET {path} on {port}: {e}"))
+        .1
 }

@@ -16,7 +16,14 @@ pub struct Memcached {
 }
 
 impl Memcached {
+    /// A memcached with 16 MiB for items.
     pub fn start() -> Result<Memcached, LaunchError> {
+        Self::start_with_memory_mb(16)
+    }
+
+    /// A memcached with `mb` MiB for items: tests that store many keys at
+    /// once need more than the default so that nothing is evicted.
+    pub fn start_with_memory_mb(mb: u32) -> Result<Memcached, LaunchError> {
         let dir = temp_dir("memcached")?;
         let port = free_ports(1)[0];
         // `-u root` is only consulted when running as root, where memcached
@@ -29,7 +36,7 @@ impl Memcached {
             "-U",
             "0",
             "-m",
-            "16",
+            &mb.to_string(),
             "-u",
             "root",
             "-v",
