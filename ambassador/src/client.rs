@@ -17,6 +17,8 @@ use futures::FutureExt;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::count::{self, Count, CountFuture};
+use crate::error::ClientError;
+use crate::metrics::METRICS;
 use crate::pool::Routing;
 use crate::upstream::Reply;
 use crate::upstream::service::{Call, ReplyFuture, ShardService};
@@ -247,6 +249,22 @@ pub fn merge(
             resp::encode(&Value::Integer(sum), out);
         }
     }
+}
+
+/// Answers input that cannot be served with `reply`, counted by why, before
+/// the connection closes.
+pub async fn refuse(
+    pool: &str,
+    failure: &ClientError,
+    reply: Bytes,
+    replies: &mpsc::Sender<Pending>,
+) {
+    METRICS
+        .client_errors
+        .with_label_values(&[pool, failure.label()])
+        .inc();
+    tracing::debug!(pool, error = %failure, "closing client");
+    let _ = replies.send(Pending::Ready(reply)).await;
 }
 
 /// Replies queued for one client before its reader waits.

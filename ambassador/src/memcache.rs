@@ -7,10 +7,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tessera_clients::memcached::codec::{self as mc, Command};
 use tokio::net::TcpStream;
 
-use crate::client::{self, GatherOp, Pending, Proto, Stacks, error_reply};
+use crate::client::{self, GatherOp, Proto, Stacks, error_reply};
 use crate::error::{ClientError, UpstreamError};
-use crate::metrics::METRICS;
-use crate::plan::{Plan, SplitPart, Step, execute, group_by_shard};
+use crate::plan::{Plan, SplitPart, execute, group_by_shard};
 use crate::pool::Pool;
 use crate::ring::Ring;
 use crate::upstream::ReplyKind;
@@ -136,34 +135,21 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 }
                 Ok(Some(req)) => {
                     let frame = buf.split_to(req.len).freeze();
-                    match execute(plan(frame, &req, &routing.ring), &mut stacks).await {
-                        Step::Reply(p) => {
-                            if tx.send(p).await.is_err() {
-                                break 'conn;
-                            }
-                        }
-                        Step::Nothing => {}
-                        Step::Close(p) => {
-                            let _ = tx.send(p).await;
-                            break 'conn;
-                        }
+                    if execute(plan(frame, &req, &routing.ring), &mut stacks, &tx).await {
+                        continue;
                     }
-                    continue;
+                    break 'conn;
                 }
                 Ok(None) => break,
                 Err(e) => ClientError::Memcached(e),
             };
-            METRICS
-                .client_errors
-                .with_label_values(&[&*pool.name, failure.label()])
-                .inc();
             let reply = match &failure {
                 ClientError::Memcached(mc::Error::UnknownCommand) => {
                     Bytes::from_static(b"ERROR\r\n")
                 }
                 other => Bytes::from(format!("CLIENT_ERROR {other}\r\n")),
             };
-            let _ = tx.send(Pending::Ready(reply)).await;
+            client::refuse(&pool.name, &failure, reply, &tx).await;
             break 'conn;
         }
     }

@@ -9,6 +9,7 @@
 mod tests;
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
 use crate::client::{GatherOp, Part, Pending, Stacks};
 use crate::ring::Ring;
@@ -56,30 +57,18 @@ pub fn group_by_shard<'k>(
     Some(groups)
 }
 
-/// What the client loop does after a request was handed on.
-pub enum Step {
-    /// Queue this reply, in request order.
-    Reply(Pending),
-    /// Nothing to answer (memcached `noreply`).
-    Nothing,
-    /// Queue this reply, then close the connection.
-    Close(Pending),
-}
-
 /// Carries a plan out: sends its calls through the connection's shard
-/// stacks and says where the reply will come from.
-pub async fn execute(plan: Plan, stacks: &mut Stacks) -> Step {
-    match plan {
-        Plan::Reply(b) => Step::Reply(Pending::Ready(b)),
-        Plan::Close(b) => Step::Close(Pending::Ready(b)),
+/// stacks and queues where the reply will come from on `replies`, in
+/// request order. False when the connection is to close: the plan said so
+/// or the writer is gone.
+pub async fn execute(plan: Plan, stacks: &mut Stacks, replies: &mpsc::Sender<Pending>) -> bool {
+    let (pending, close) = match plan {
+        Plan::Reply(b) => (Some(Pending::Ready(b)), false),
+        Plan::Close(b) => (Some(Pending::Ready(b)), true),
         Plan::One { shard, call } => {
             let noreply = call.noreply;
             let reply = stacks.call(shard, call).await;
-            if noreply {
-                Step::Nothing
-            } else {
-                Step::Reply(Pending::One(reply))
-            }
+            ((!noreply).then_some(Pending::One(reply)), false)
         }
         Plan::Split { op, parts, keys } => {
             let mut pending = Vec::with_capacity(parts.len());
@@ -90,11 +79,16 @@ pub async fn execute(plan: Plan, stacks: &mut Stacks) -> Step {
                     positions: part.positions,
                 });
             }
-            Step::Reply(Pending::Gather {
+            let gather = Pending::Gather {
                 op,
                 parts: pending,
                 keys,
-            })
+            };
+            (Some(gather), false)
         }
+    };
+    match pending {
+        Some(p) => replies.send(p).await.is_ok() && !close,
+        None => true,
     }
 }

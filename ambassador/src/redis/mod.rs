@@ -10,11 +10,10 @@ use bytes::{Bytes, BytesMut};
 use tessera_clients::resp::{self, Value};
 use tokio::net::TcpStream;
 
-use crate::client::{self, GatherOp, Pending, Proto, Stacks, error_reply};
+use crate::client::{self, GatherOp, Proto, Stacks, error_reply};
 use crate::config::PoolConfig;
 use crate::error::{ClientError, UpstreamError};
-use crate::metrics::METRICS;
-use crate::plan::{Plan, SplitPart, Step, execute, group_by_shard};
+use crate::plan::{Plan, SplitPart, execute, group_by_shard};
 use crate::pool::Pool;
 use crate::ring::Ring;
 use crate::upstream::ReplyKind;
@@ -581,19 +580,12 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 Ok(Some((raw, _))) if raw.len() > max => ClientError::TooLarge(max),
                 Ok(Some((raw, value))) => {
                     match plan(raw, value, &routing.ring, &routing.config, &mut session) {
-                        Ok(plan) => match execute(plan, &mut stacks).await {
-                            Step::Reply(p) => {
-                                if tx.send(p).await.is_err() {
-                                    break 'conn;
-                                }
+                        Ok(plan) => {
+                            if execute(plan, &mut stacks, &tx).await {
                                 continue;
                             }
-                            Step::Nothing => continue,
-                            Step::Close(p) => {
-                                let _ = tx.send(p).await;
-                                break 'conn;
-                            }
-                        },
+                            break 'conn;
+                        }
                         Err(e) => e,
                     }
                 }
@@ -601,14 +593,9 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 Ok(None) => break,
                 Err(e) => ClientError::Resp(e),
             };
-            METRICS
-                .client_errors
-                .with_label_values(&[&*pool.name, failure.label()])
-                .inc();
-            tracing::debug!(pool = %pool.name, error = %failure, "closing client");
             let mut out = BytesMut::new();
             error_reply(Proto::Redis, &failure.to_string(), &mut out);
-            let _ = tx.send(Pending::Ready(out.freeze())).await;
+            client::refuse(&pool.name, &failure, out.freeze(), &tx).await;
             break 'conn;
         }
     }
