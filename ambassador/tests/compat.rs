@@ -105,15 +105,7 @@ fn pool_file(shards: &[RedisServer], dir: &Path) -> (std::path::PathBuf, Vec<Poo
                     if tag {
                         text += "  hash_tag: \"{}\"\n";
                     }
-                    text += "  servers:\n";
-                    for (i, s) in shards.iter().enumerate() {
-                        let name = if named {
-                            format!(" shard-{i}")
-                        } else {
-                            String::new()
-                        };
-                        text += &format!("   - 127.0.0.1:{}:1{name}\n", s.port);
-                    }
+                    text += &servers(shards.iter().map(|s| s.port), named.then_some("shard"));
                     pools.push(PoolSpec { port, prefix });
                 }
             }
@@ -185,12 +177,8 @@ fn random_distribution_spreads_keys_through_both_proxies() {
     let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
-    let mut text = format!(
-        "r:\n  listen: 127.0.0.1:{port}\n  distribution: random\n  redis: true\n  servers:\n"
-    );
-    for s in &shards {
-        text += &format!("   - 127.0.0.1:{}:1\n", s.port);
-    }
+    let text = format!("r:\n  listen: 127.0.0.1:{port}\n  distribution: random\n  redis: true\n")
+        + &servers(shards.iter().map(|s| s.port), None);
     let path = dir.path().join("random.yml");
     write(&path, &text);
     let pools = [PoolSpec {

@@ -10,11 +10,8 @@ use tessera_ambassador::ring::{Distribution, HashFn, Member, Ring};
 use tessera_clients::resp::Value;
 
 fn pool(shards: &[&RedisServer], port: u16, extra: &str) -> String {
-    let mut text = format!("f:\n  listen: 127.0.0.1:{port}\n  redis: true\n{extra}  servers:\n");
-    for (i, s) in shards.iter().enumerate() {
-        text += &format!("   - 127.0.0.1:{}:1 shard-{i}\n", s.port);
-    }
-    text
+    format!("f:\n  listen: 127.0.0.1:{port}\n  redis: true\n{extra}")
+        + &servers(shards.iter().map(|s| s.port), Some("shard"))
 }
 
 fn ring(n: usize, dead: &[usize]) -> Ring {

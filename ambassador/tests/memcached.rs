@@ -98,15 +98,7 @@ fn memcached_keys_land_where_nutcracker_puts_them() {
                     if tag {
                         text += "  hash_tag: \"{}\"\n";
                     }
-                    text += "  servers:\n";
-                    for (i, s) in shards.iter().enumerate() {
-                        let name = if named {
-                            format!(" mc-{i}")
-                        } else {
-                            String::new()
-                        };
-                        text += &format!("   - 127.0.0.1:{}:1{name}\n", s.port);
-                    }
+                    text += &servers(shards.iter().map(|s| s.port), named.then_some("mc"));
                     ports.push(port);
                     let prefix = format!("{n}/");
                     let mut ks: Vec<Vec<u8>> = (0..KEYS_PER_POOL)
@@ -157,12 +149,9 @@ fn setup() -> Setup {
     let shards: Vec<Memcached> = (0..3).map(|_| memcached()).collect();
     let dir = tempdir();
     let port = free_port();
-    let mut text = format!(
-        "m:\n  listen: 127.0.0.1:{port}\n  timeout: 2000\n  tessera:\n    max_request_bytes: 100000\n  servers:\n"
-    );
-    for (i, s) in shards.iter().enumerate() {
-        text += &format!("   - 127.0.0.1:{}:1 mc-{i}\n", s.port);
-    }
+    let text = format!(
+        "m:\n  listen: 127.0.0.1:{port}\n  timeout: 2000\n  tessera:\n    max_request_bytes: 100000\n"
+    ) + &servers(shards.iter().map(|s| s.port), Some("mc"));
     let path = dir.path().join("pool.yml");
     write(&path, &text);
     let amb = ambassador(&path, port, &[]);

@@ -18,12 +18,8 @@ fn setup(extra: &str) -> Setup {
     let shards: Vec<RedisServer> = (0..3).map(|_| redis()).collect();
     let dir = tempdir();
     let port = free_port();
-    let mut text = format!(
-        "r:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 2000\n{extra}  servers:\n"
-    );
-    for (i, s) in shards.iter().enumerate() {
-        text += &format!("   - 127.0.0.1:{}:1 shard-{i}\n", s.port);
-    }
+    let text = format!("r:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 2000\n{extra}")
+        + &servers(shards.iter().map(|s| s.port), Some("shard"));
     let path = dir.path().join("pool.yml");
     write(&path, &text);
     let amb = ambassador(&path, port, &[]);

@@ -12,12 +12,8 @@ use tessera_ambassador::ring::{Distribution, HashFn, Member, Ring};
 use tessera_clients::resp::Value;
 
 fn pool(shards: &[RedisServer], port: u16) -> String {
-    let mut text =
-        format!("r:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 2000\n  servers:\n");
-    for (i, s) in shards.iter().enumerate() {
-        text += &format!("   - 127.0.0.1:{}:1 shard-{i}\n", s.port);
-    }
-    text
+    format!("r:\n  listen: 127.0.0.1:{port}\n  redis: true\n  timeout: 2000\n")
+        + &servers(shards.iter().map(|s| s.port), Some("shard"))
 }
 
 /// Publishes `text` the way the kubelet updates a mounted ConfigMap: a new

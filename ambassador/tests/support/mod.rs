@@ -295,6 +295,19 @@ impl McClient {
     }
 }
 
+/// A pool's `servers:` section for shards on `ports`, weight 1, named
+/// `<name>-<i>` in order, or unnamed.
+pub fn servers(ports: impl IntoIterator<Item = u16>, name: Option<&str>) -> String {
+    let mut text = String::from("  servers:\n");
+    for (i, port) in ports.into_iter().enumerate() {
+        match name {
+            Some(name) => text += &format!("   - 127.0.0.1:{port}:1 {name}-{i}\n"),
+            None => text += &format!("   - 127.0.0.1:{port}:1\n"),
+        }
+    }
+    text
+}
+
 /// A temporary directory holding pool files and logs.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
