@@ -65,6 +65,24 @@ fn owned_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
         .any(|r| r.uid == uid && r.controller == Some(true) && r.kind == "Ensemble")
 }
 
+/// The sorted names of the objects in `api` that the Ensemble `uid` controls.
+async fn owned_names<K>(api: &Api<K>, uid: &str) -> Vec<String>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|o| owned_by(o.meta(), uid))
+        .map(|o| o.meta().name.clone().unwrap_or_default())
+        .collect();
+    names.sort();
+    names
+}
+
 fn example(name: &str) -> std::path::PathBuf {
     repo_root().join("examples").join(name)
 }
@@ -458,64 +476,10 @@ async fn only_the_leader_writes_and_a_crash_converges() {
     let svc: Api<Service> = ns.api();
     let cms: Api<ConfigMap> = ns.api();
     let pdbs: Api<PodDisruptionBudget> = ns.api();
-    let list = |meta: Vec<kube::api::ObjectMeta>| -> Vec<String> {
-        let mut v: Vec<String> = meta
-            .into_iter()
-            .filter(|m| owned_by(m, &uid))
-            .map(|m| m.name.unwrap_or_default())
-            .collect();
-        v.sort();
-        v
-    };
-    let lp = ListParams::default();
-    assert_eq!(
-        list(
-            sts.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|o| o.metadata)
-                .collect()
-        ),
-        ["etcd"]
-    );
-    assert_eq!(
-        list(
-            svc.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|o| o.metadata)
-                .collect()
-        ),
-        ["etcd", "etcd-headless"]
-    );
-    assert_eq!(
-        list(
-            cms.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|o| o.metadata)
-                .collect()
-        ),
-        ["etcd-config"]
-    );
-    assert_eq!(
-        list(
-            pdbs.list(&lp)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|o| o.metadata)
-                .collect()
-        ),
-        ["etcd"]
-    );
+    assert_eq!(owned_names(&sts, &uid).await, ["etcd"]);
+    assert_eq!(owned_names(&svc, &uid).await, ["etcd", "etcd-headless"]);
+    assert_eq!(owned_names(&cms, &uid).await, ["etcd-config"]);
+    assert_eq!(owned_names(&pdbs, &uid).await, ["etcd"]);
     // The survivor converged to exactly what build() wants: one more pass writes nothing.
     let settled = b.writes().await;
     let s = sts.get("etcd").await.unwrap();
