@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use tessera_api::Ensemble;
 
 use super::build::build;
@@ -28,10 +28,13 @@ fn desired(ens: &Ensemble) -> Desired {
     build(ens, &BuildContext::for_tests())
 }
 
-fn containers(d: &Desired, name: &str) -> Vec<Container> {
+fn pod_spec(d: &Desired, name: &str) -> PodSpec {
     let sts = d.statefulset(name).expect("statefulset");
-    let pod = sts.spec.clone().unwrap().template.spec.unwrap();
-    pod.containers
+    sts.spec.clone().unwrap().template.spec.unwrap()
+}
+
+fn containers(d: &Desired, name: &str) -> Vec<Container> {
+    pod_spec(d, name).containers
 }
 
 #[test]
@@ -316,15 +319,7 @@ fn pods_are_locked_down() {
     for ens in [zk(), etcd()] {
         let d = desired(&ens);
         let name = ens.metadata.name.clone().unwrap();
-        let pod = d
-            .statefulset(&name)
-            .unwrap()
-            .spec
-            .clone()
-            .unwrap()
-            .template
-            .spec
-            .unwrap();
+        let pod = pod_spec(&d, &name);
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
         assert!(psc.run_as_user.unwrap() > 0);
@@ -340,16 +335,7 @@ fn pods_are_locked_down() {
         }
         // Every path ZooKeeper writes besides its data has a scratch volume.
         if name == "zk" {
-            let mounts: Vec<String> = d
-                .statefulset("zk")
-                .unwrap()
-                .spec
-                .clone()
-                .unwrap()
-                .template
-                .spec
-                .unwrap()
-                .containers[0]
+            let mounts: Vec<String> = containers(&d, "zk")[0]
                 .volume_mounts
                 .clone()
                 .unwrap()
