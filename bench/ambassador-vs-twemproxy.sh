@@ -57,13 +57,21 @@ pool() { # pool <listen port> <redis|memcached> <shard ports...>
   printf 'bench:\n  listen: 127.0.0.1:%s\n  hash: fnv1a_64\n  distribution: ketama\n  redis: %s\n  timeout: 2000\n  servers:\n' "$port" "$redis"
   local i=0; for s in "$@"; do printf '   - 127.0.0.1:%s:1 shard-%s\n' "$s" "$i"; i=$((i+1)); done
 }
-pool "$NUT_PORT" true "${SHARDS[@]}" > "$WORK/nut.yml"
-pool "$AMB_PORT" true "${SHARDS[@]}" > "$WORK/amb.yml"
-"$NUT" -c "$WORK/nut.yml" -s "$(free_port)" -a 127.0.0.1 -o "$WORK/nut.log" -p "$WORK/nut.pid" &
-PIDS+=($!); wait_port "$NUT_PORT"
-# shellcheck disable=SC2086 # AMBASSADOR_ARGS is a list of flags
-TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb.yml" ${AMBASSADOR_ARGS:-} 2>"$WORK/amb.log" &
-PIDS+=($!); wait_port "$AMB_PORT"
+# proxies <tag> <redis: true|false> <nutcracker port> <ambassador port> <shard ports...>:
+# writes the pool for both proxies and starts them.
+proxies() {
+  local tag=$1 redis=$2 nut=$3 amb=$4; shift 4
+  pool "$nut" "$redis" "$@" > "$WORK/nut$tag.yml"
+  pool "$amb" "$redis" "$@" > "$WORK/amb$tag.yml"
+  "$NUT" -c "$WORK/nut$tag.yml" -s "$(free_port)" -a 127.0.0.1 \
+    -o "$WORK/nut$tag.log" -p "$WORK/nut$tag.pid" &
+  PIDS+=($!); wait_port "$nut"
+  # shellcheck disable=SC2086 # AMBASSADOR_ARGS is a list of flags
+  TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb$tag.yml" ${AMBASSADOR_ARGS:-} \
+    2>"$WORK/amb$tag.log" &
+  PIDS+=($!); wait_port "$amb"
+}
+proxies "" true "$NUT_PORT" "$AMB_PORT" "${SHARDS[@]}"
 
 # run <port> <pipeline> -> "set_rps get_rps set_p50 get_p50"
 run() {
@@ -117,13 +125,7 @@ if [[ ${BENCH_MEMCACHED:-1} == 1 ]] && command -v memcslap >/dev/null; then
     PIDS+=($!); MC+=("$p"); wait_port "$p"
   done
   NUT_MC=$(free_port); AMB_MC=$(free_port)
-  pool "$NUT_MC" false "${MC[@]}" > "$WORK/nut-mc.yml"
-  pool "$AMB_MC" false "${MC[@]}" > "$WORK/amb-mc.yml"
-  "$NUT" -c "$WORK/nut-mc.yml" -s "$(free_port)" -a 127.0.0.1 -o "$WORK/nut-mc.log" -p "$WORK/nut-mc.pid" &
-  PIDS+=($!); wait_port "$NUT_MC"
-  # shellcheck disable=SC2086
-  TESSERA_LOG_LEVEL=warn "$AMB" --config "$WORK/amb-mc.yml" ${AMBASSADOR_ARGS:-} 2>"$WORK/amb-mc.log" &
-  PIDS+=($!); wait_port "$AMB_MC"
+  proxies -mc false "$NUT_MC" "$AMB_MC" "${MC[@]}"
   mcrun() { # ops/s from memcslap's "Took N seconds" over a fixed count
     local start end
     start=$(date +%s.%N)
