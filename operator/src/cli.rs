@@ -33,24 +33,26 @@ pub enum Command {
     Run(Box<RunArgs>),
 }
 
-const DEFAULT_SIDECAR: &str = concat!(
-    "ghcr.io/tessera-dev/tessera-sidecar:",
-    env!("CARGO_PKG_VERSION")
-);
-const DEFAULT_ADAPTER: &str = concat!(
-    "ghcr.io/tessera-dev/tessera-adapter:",
-    env!("CARGO_PKG_VERSION")
-);
-
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Image of the tessera-sidecar container added to every engine pod.
-    #[arg(long, env = "TESSERA_SIDECAR_IMAGE", default_value = DEFAULT_SIDECAR)]
-    pub sidecar_image: String,
+    /// Tessera's image (every binary in one image), run by the sidecar and
+    /// adapter containers of every engine pod. Default: the image of this
+    /// operator's version.
+    #[arg(long, env = "TESSERA_IMAGE", default_value_t = crate::images::default_tessera_image())]
+    pub image: String,
 
-    /// Image of the tessera-adapter (metrics) container.
-    #[arg(long, env = "TESSERA_ADAPTER_IMAGE", default_value = DEFAULT_ADAPTER)]
-    pub adapter_image: String,
+    /// Replace an engine's official image, as ENGINE=IMAGE; repeat the flag
+    /// or separate with commas. `{version}` in IMAGE becomes the resource's
+    /// version, e.g. `redis=mirror.example/redis:{version}`. A resource's own
+    /// `spec.image` still wins. Engines: redis, memcached, zookeeper, etcd,
+    /// kafka.
+    #[arg(
+        long,
+        env = "TESSERA_ENGINE_IMAGES",
+        value_delimiter = ',',
+        value_name = "ENGINE=IMAGE"
+    )]
+    pub engine_image: Vec<crate::images::EngineImage>,
 
     /// Namespaces to watch, comma-separated. Empty: all namespaces.
     #[arg(long, env = "TESSERA_NAMESPACES", value_delimiter = ',')]
@@ -117,8 +119,8 @@ impl RunArgs {
         });
         Ok(RunConfig {
             build: BuildContext {
-                sidecar_image: self.sidecar_image.clone(),
-                adapter_image: self.adapter_image.clone(),
+                tessera_image: self.image.clone(),
+                engine_images: self.engine_image.iter().cloned().collect(),
             },
             namespaces: self
                 .namespaces
@@ -184,6 +186,33 @@ mod tests {
         assert_eq!(cfg.namespaces, vec!["a", "b"]);
         assert!(cfg.lease.is_none());
         assert_eq!(cfg.resync, Duration::from_secs(300));
-        assert!(cfg.build.sidecar_image.contains("tessera-sidecar"));
+        assert_eq!(
+            cfg.build.tessera_image,
+            crate::images::default_tessera_image()
+        );
+        assert_eq!(cfg.build.engine_images, Default::default());
+    }
+
+    #[test]
+    fn engine_images_map_engines_and_refuse_unknown_ones() {
+        let cli = Cli::try_parse_from([
+            "tessera-operator",
+            "run",
+            "--engine-image",
+            "etcd=local/etcd:x,zookeeper=local/zk:{version}",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        let images = args.to_config().unwrap().build.engine_images;
+        assert_eq!(
+            images.resolve(&tessera_api::images::ZOOKEEPER, "3.9.3"),
+            "local/zk:3.9.3"
+        );
+        let err = Cli::try_parse_from(["tessera-operator", "run", "--engine-image", "nats=x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown engine 'nats'"), "{err}");
     }
 }

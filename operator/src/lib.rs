@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod images;
 pub mod kinds;
 pub mod reconcile;
 pub mod runtime;

@@ -25,22 +25,6 @@ async fn setup(test: &str) -> (Client, TestNs, std::path::PathBuf) {
     (client, ns, kc)
 }
 
-fn condition(e: &Ensemble, type_: &str) -> Option<(String, String, String, Option<i64>)> {
-    let c = e
-        .status
-        .as_ref()?
-        .common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)?;
-    Some((
-        c.status.clone(),
-        c.reason.clone(),
-        c.message.clone(),
-        c.observed_generation,
-    ))
-}
-
 /// Ready=True with `n` ready members, for the current generation.
 async fn wait_ready(ns: &TestNs, name: &str, n: i32) -> Ensemble {
     let api: Api<Ensemble> = ns.api();

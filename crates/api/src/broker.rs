@@ -126,9 +126,14 @@ impl BrokerEngine {
         "3.9.1"
     }
 
-    /// The image for a version.
+    /// The official image for a version.
     pub fn image(self, version: &str) -> String {
-        format!("docker.io/apache/kafka:{version}")
+        self.contract().image(version)
+    }
+
+    /// What pod specs rely on in the engine's image.
+    pub fn contract(self) -> &'static crate::images::ImageContract {
+        &crate::images::KAFKA
     }
 
     /// Configuration keys the operator generates itself.

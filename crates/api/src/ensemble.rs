@@ -94,11 +94,16 @@ impl EnsembleEngine {
         }
     }
 
-    /// The image for a version.
+    /// The official image for a version.
     pub fn image(self, version: &str) -> String {
+        self.contract().image(version)
+    }
+
+    /// What pod specs rely on in the engine's image.
+    pub fn contract(self) -> &'static crate::images::ImageContract {
         match self {
-            EnsembleEngine::Zookeeper => format!("docker.io/library/zookeeper:{version}"),
-            EnsembleEngine::Etcd => format!("quay.io/coreos/etcd:v{version}"),
+            EnsembleEngine::Zookeeper => &crate::images::ZOOKEEPER,
+            EnsembleEngine::Etcd => &crate::images::ETCD,
         }
     }
 

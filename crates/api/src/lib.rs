@@ -11,6 +11,7 @@ pub mod broker;
 pub mod common;
 pub mod conditions;
 pub mod ensemble;
+pub mod images;
 pub mod sharded_store;
 pub mod validate;
 

@@ -114,11 +114,16 @@ impl StoreEngine {
         }
     }
 
-    /// The image for a version.
+    /// The official image for a version.
     pub fn image(self, version: &str) -> String {
+        self.contract().image(version)
+    }
+
+    /// What pod specs rely on in the engine's image.
+    pub fn contract(self) -> &'static crate::images::ImageContract {
         match self {
-            StoreEngine::Redis => format!("docker.io/library/redis:{version}"),
-            StoreEngine::Memcached => format!("docker.io/library/memcached:{version}"),
+            StoreEngine::Redis => &crate::images::REDIS,
+            StoreEngine::Memcached => &crate::images::MEMCACHED,
         }
     }
 

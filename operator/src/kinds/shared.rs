@@ -173,8 +173,9 @@ pub fn port(name: &str, number: i32) -> ContainerPort {
 }
 
 /// The `tessera-sidecar`: answers the engine container's probes after
-/// checking the engine over its own protocol.
-pub fn sidecar(image: &str, engine: &str, target_port: i32) -> Container {
+/// checking the engine over its own protocol. `extra_args` are the engine's
+/// own sidecar flags (e.g. `--zookeeper-members`).
+pub fn sidecar(image: &str, engine: &str, target_port: i32, extra_args: &[String]) -> Container {
     let mut c = helper(
         "sidecar",
         image,
@@ -182,7 +183,10 @@ pub fn sidecar(image: &str, engine: &str, target_port: i32) -> Container {
         target_port,
         ("probe", SIDECAR_PORT),
     );
-    c.readiness_probe = Some(http_probe("/livez", SIDECAR_PORT));
+    c.args
+        .get_or_insert_with(Vec::new)
+        .extend_from_slice(extra_args);
+    c.readiness_probe = Some(http_probe("/livez", SIDECAR_PORT, 3));
     c
 }
 
@@ -198,6 +202,8 @@ pub fn adapter(image: &str, engine: &str, target_port: i32) -> Container {
 }
 
 /// Our helper binaries share one CLI: `--engine`, `--target`, `--listen`.
+/// They run from Tessera's image, whose entrypoint is the operator: the
+/// command names the binary.
 fn helper(
     name: &str,
     image: &str,
@@ -208,6 +214,10 @@ fn helper(
     Container {
         name: name.into(),
         image: Some(image.into()),
+        command: Some(vec![format!(
+            "{}/tessera-{name}",
+            tessera_api::images::TESSERA_BIN_DIR
+        )]),
         args: Some(vec![
             "--engine".into(),
             engine.into(),
@@ -223,9 +233,22 @@ fn helper(
     }
 }
 
+/// The engine container's readiness: the sidecar's protocol check. One
+/// failed check is enough to take the member out of its Services (the
+/// sidecar already allows for a slow answer with its own timeout), so an
+/// engine that stops answering is NotReady within one probe period.
+pub fn engine_readiness() -> Probe {
+    http_probe("/readyz", SIDECAR_PORT, 1)
+}
+
+/// The engine container's liveness: three failed checks in a row restart it.
+pub fn engine_liveness() -> Probe {
+    http_probe("/livez", SIDECAR_PORT, 3)
+}
+
 /// An HTTP probe of the sidecar. The port is a number: a named port in a
 /// probe only resolves against the probed container's own ports.
-pub fn http_probe(path: &str, port: i32) -> Probe {
+fn http_probe(path: &str, port: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -235,7 +258,7 @@ pub fn http_probe(path: &str, port: i32) -> Probe {
         }),
         period_seconds: Some(10),
         timeout_seconds: Some(2),
-        failure_threshold: Some(3),
+        failure_threshold: Some(failure_threshold),
         ..Default::default()
     }
 }

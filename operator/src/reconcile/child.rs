@@ -6,21 +6,23 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ObjectMeta;
 use serde::Serialize;
 
+use crate::images::EngineImages;
+
 /// Inputs to `build` that come from the operator, not from the resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildContext {
-    /// Image of the `tessera-sidecar` container (probes).
-    pub sidecar_image: String,
-    /// Image of the `tessera-adapter` container (metrics).
-    pub adapter_image: String,
+    /// Tessera's image, which the sidecar and adapter containers run.
+    pub tessera_image: String,
+    /// Replacements for the engines' official images.
+    pub engine_images: EngineImages,
 }
 
 impl BuildContext {
     /// Fixed images, for unit tests and examples.
     pub fn for_tests() -> BuildContext {
         BuildContext {
-            sidecar_image: "tessera-sidecar:test".into(),
-            adapter_image: "tessera-adapter:test".into(),
+            tessera_image: "tessera:test".into(),
+            engine_images: EngineImages::default(),
         }
     }
 }

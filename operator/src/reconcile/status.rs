@@ -1,6 +1,7 @@
 //! `update_status`: conditions, replica counts and the selector, written
 //! only when they differ from what the object already reports.
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -26,6 +27,8 @@ pub struct Facts<'a> {
     /// A StatefulSet exists, its controller has seen its latest spec, and
     /// that spec asks for `desired` replicas.
     pub rolled_out: bool,
+    /// Pods that exist but are not Ready, by name: the conditions name them.
+    pub not_ready: Vec<String>,
     pub paused: bool,
     pub invalid: Option<&'a Invalid>,
 }
@@ -44,6 +47,12 @@ impl Facts<'_> {
             replicas: 0,
             ready: 0,
             rolled_out: !observed.statefulsets.is_empty(),
+            not_ready: observed
+                .pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
+                .map(|p| p.name_any())
+                .collect(),
             paused,
             invalid,
         };
@@ -60,10 +69,21 @@ impl Facts<'_> {
     }
 }
 
+/// Whether the kubelet reports the pod Ready (its readiness probes pass).
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// The three conditions, keeping `lastTransitionTime` of those whose status
 /// did not change.
 pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condition> {
-    let members = format!("{}/{} members ready", facts.ready, facts.desired);
+    let mut members = format!("{}/{} members ready", facts.ready, facts.desired);
+    if !facts.not_ready.is_empty() {
+        members.push_str(&format!("; not ready: {}", facts.not_ready.join(", ")));
+    }
     let all_ready = facts.rolled_out && facts.ready == facts.desired && facts.desired > 0;
     let ready = if all_ready {
         ("True", "AllMembersReady", members.clone())
@@ -271,6 +291,7 @@ mod tests {
             replicas: 3,
             ready,
             rolled_out: true,
+            not_ready: (ready..3).map(|i| format!("zk-{i}")).collect(),
             paused,
             invalid,
         }
@@ -288,6 +309,19 @@ mod tests {
         assert_eq!(get(&cs, PROGRESSING), ("False", "Stable"));
         assert_eq!(get(&cs, DEGRADED), ("False", "AsExpected"));
         assert!(cs.iter().all(|c| c.observed_generation == Some(4)));
+    }
+
+    #[test]
+    fn a_member_that_is_not_ready_is_named() {
+        let cs = conditions(&[], &facts(2, None, false), Timestamp::now());
+        let ready = condition(&cs, READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "MembersNotReady")
+        );
+        assert_eq!(ready.message, "2/3 members ready; not ready: zk-2");
+        let all = conditions(&[], &facts(3, None, false), Timestamp::now());
+        assert_eq!(condition(&all, READY).unwrap().message, "3/3 members ready");
     }
 
     #[test]

@@ -46,6 +46,27 @@ pub async fn install_crds(client: &Client) {
         .expect("install crds/");
 }
 
+/// An Ensemble's condition of `type_`: status, reason, message and
+/// observedGeneration.
+pub fn condition(
+    e: &tessera_api::Ensemble,
+    type_: &str,
+) -> Option<(String, String, String, Option<i64>)> {
+    let c = e
+        .status
+        .as_ref()?
+        .common
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((
+        c.status.clone(),
+        c.reason.clone(),
+        c.message.clone(),
+        c.observed_generation,
+    ))
+}
+
 /// The harness's per-test namespace, with the helpers these tests use.
 pub struct TestNs {
     pub name: String,
@@ -54,8 +75,18 @@ pub struct TestNs {
 }
 
 impl TestNs {
+    /// A namespace whose pods go to the kwok nodes (declared Ready, never run).
     pub async fn new(_client: &Client, test: &str) -> TestNs {
-        let env = tessera_e2e::TestEnv::new(test).await;
+        TestNs::placed(test, tessera_e2e::Placement::Kwok).await
+    }
+
+    /// A namespace whose pods run on the real node.
+    pub async fn on_real_node(test: &str) -> TestNs {
+        TestNs::placed(test, tessera_e2e::Placement::RealNode).await
+    }
+
+    async fn placed(test: &str, placement: tessera_e2e::Placement) -> TestNs {
+        let env = tessera_e2e::TestEnv::placed(test, placement).await;
         TestNs {
             name: env.namespace.clone(),
             client: env.client.clone(),

@@ -162,6 +162,18 @@ pub fn build(ens: &Ensemble, ctx: &BuildContext) -> Desired {
     }
 }
 
+/// The sidecar's engine-specific flags: a ZooKeeper member of a larger
+/// ensemble that reports `standalone` has lost its peers' configuration and
+/// must not count as ready.
+fn sidecar_args(engine: EnsembleEngine, members: &Members) -> Vec<String> {
+    match engine {
+        EnsembleEngine::Zookeeper => {
+            vec!["--zookeeper-members".into(), members.replicas.to_string()]
+        }
+        EnsembleEngine::Etcd => vec![],
+    }
+}
+
 fn statefulset(
     ens: &Ensemble,
     ctx: &BuildContext,
@@ -180,7 +192,7 @@ fn statefulset(
     let image = common
         .image
         .clone()
-        .unwrap_or_else(|| engine.image(&version));
+        .unwrap_or_else(|| ctx.engine_images.resolve(engine.contract(), &version));
     let cm = configmap_name(members.name);
 
     let (mut engine_container, scratch_volumes, uid, client_port) = match engine {
@@ -197,11 +209,16 @@ fn statefulset(
 
     let mut containers = vec![
         engine_container,
-        shared::sidecar(&ctx.sidecar_image, engine.as_str(), client_port),
+        shared::sidecar(
+            &ctx.tessera_image,
+            engine.as_str(),
+            client_port,
+            &sidecar_args(engine, members),
+        ),
     ];
     if common.monitoring.enabled {
         containers.push(shared::adapter(
-            &ctx.adapter_image,
+            &ctx.tessera_image,
             engine.as_str(),
             client_port,
         ));

@@ -15,12 +15,12 @@ use k8s_openapi::api::core::v1::{
 use super::build::{DATA_VOLUME, Members};
 
 const DATA_MOUNT: &str = "/var/lib/etcd";
-use crate::kinds::shared::{SIDECAR_PORT, container_security, http_probe, port};
+use crate::kinds::shared::{container_security, engine_liveness, engine_readiness, port};
 
 pub const CLIENT_PORT: i32 = 2379;
 pub const PEER_PORT: i32 = 2380;
 /// The `nonroot` user of distroless images such as etcd's.
-pub const UID: i64 = 65532;
+pub const UID: i64 = tessera_api::images::ETCD.uid;
 const DATA_DIR: &str = "/var/lib/etcd/data";
 
 /// Settings the operator picks but a user may override through `config`.
@@ -124,8 +124,8 @@ pub fn container(image: &str, members: &Members, configmap: &str) -> (Container,
             ..Default::default()
         }]),
         ports: Some(vec![port("client", CLIENT_PORT), port("peer", PEER_PORT)]),
-        readiness_probe: Some(http_probe("/readyz", SIDECAR_PORT)),
-        liveness_probe: Some(http_probe("/livez", SIDECAR_PORT)),
+        readiness_probe: Some(engine_readiness()),
+        liveness_probe: Some(engine_liveness()),
         security_context: Some(container_security(true)),
         volume_mounts: Some(vec![VolumeMount {
             name: DATA_VOLUME.into(),

@@ -7,7 +7,6 @@ pub mod zookeeper;
 #[cfg(test)]
 mod tests;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use tessera_api::ensemble::EnsembleMember;
 use tessera_api::validate::SpecCheck;
@@ -15,6 +14,7 @@ use tessera_api::{CommonSpec, CommonStatus, Ensemble, EnsembleStatus, Invalid};
 
 use crate::kinds::shared::Identity;
 use crate::reconcile::child::{BuildContext, Desired};
+use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Managed, Observed};
 
 impl Managed for Ensemble {
@@ -68,11 +68,4 @@ impl Managed for Ensemble {
             leader: None,
         }
     }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

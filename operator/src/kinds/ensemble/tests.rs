@@ -276,13 +276,20 @@ fn statefulset_shape() {
     let cs = containers(&d, "zk");
     assert_eq!(
         cs[1].args.clone().unwrap().join(" "),
-        "--engine zookeeper --target 127.0.0.1:2181 --listen 0.0.0.0:8095"
+        "--engine zookeeper --target 127.0.0.1:2181 --listen 0.0.0.0:8095 --zookeeper-members 3"
     );
     assert_eq!(
         cs[2].args.clone().unwrap().join(" "),
         "--engine zookeeper --target 127.0.0.1:2181 --listen 0.0.0.0:9121"
     );
-    assert_eq!(cs[1].image.as_deref(), Some("tessera-sidecar:test"));
+    // The helpers run Tessera's one image; the command picks the binary.
+    for (c, binary) in [(&cs[1], "tessera-sidecar"), (&cs[2], "tessera-adapter")] {
+        assert_eq!(c.image.as_deref(), Some("tessera:test"));
+        assert_eq!(
+            c.command.clone().unwrap(),
+            vec![format!("/usr/local/bin/{binary}")]
+        );
+    }
     let probe = cs[0].readiness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(
         (probe.path.as_deref(), probe.port.clone()),
@@ -300,6 +307,28 @@ fn statefulset_shape() {
     assert_eq!(
         cs[0].image.as_deref(),
         Some("docker.io/library/zookeeper:3.9.3")
+    );
+}
+
+#[test]
+fn engine_images_follow_the_mapping_unless_the_spec_names_one() {
+    let mut ctx = BuildContext::for_tests();
+    ctx.engine_images = ["zookeeper=local/zookeeper:{version}-debian"
+        .parse()
+        .unwrap()]
+    .into_iter()
+    .collect();
+    let mut ens = zk();
+    let image = |ens: &Ensemble| containers(&build(ens, &ctx), "zk")[0].image.clone();
+    assert_eq!(image(&ens).as_deref(), Some("local/zookeeper:3.9.3-debian"));
+    ens.spec.common.image = Some("mine/zk:1".into());
+    assert_eq!(image(&ens).as_deref(), Some("mine/zk:1"));
+    // Other engines keep their official image.
+    assert_eq!(
+        containers(&build(&etcd(), &ctx), "etcd")[0]
+            .image
+            .as_deref(),
+        Some("quay.io/coreos/etcd:v3.5.17")
     );
 }
 

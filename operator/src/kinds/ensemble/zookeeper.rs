@@ -7,13 +7,13 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, Volume, VolumeMount};
 use super::build::{CONFIG_MOUNT, DATA_VOLUME, Members};
 
 const DATA_MOUNT: &str = "/data";
-use crate::kinds::shared::{SIDECAR_PORT, container_security, http_probe, port, scratch};
+use crate::kinds::shared::{container_security, engine_liveness, engine_readiness, port, scratch};
 
 pub const CLIENT_PORT: i32 = 2181;
 pub const PEER_PORT: i32 = 2888;
 pub const ELECTION_PORT: i32 = 3888;
 /// The `zookeeper` user of the official image.
-pub const UID: i64 = 1000;
+pub const UID: i64 = tessera_api::images::ZOOKEEPER.uid;
 const DATA_DIR: &str = "/data/zookeeper";
 /// Writable copy of the configuration: with `reconfigEnabled` ZooKeeper
 /// rewrites `zoo.cfg` and writes `zoo.cfg.dynamic.*` next to it, so the
@@ -121,8 +121,8 @@ pub fn container(image: &str) -> (Container, Vec<Volume>) {
             port("peer", PEER_PORT),
             port("election", ELECTION_PORT),
         ]),
-        readiness_probe: Some(http_probe("/readyz", SIDECAR_PORT)),
-        liveness_probe: Some(http_probe("/livez", SIDECAR_PORT)),
+        readiness_probe: Some(engine_readiness()),
+        liveness_probe: Some(engine_liveness()),
         security_context: Some(container_security(true)),
         volume_mounts: Some(vec![
             VolumeMount {
