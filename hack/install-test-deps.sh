@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real engines the tests run against, on Debian:
 #   redis-server, memcached, zookeeper, etcd, promtool, nutcracker (apt),
+#   the real node's containerd, runc, CNI plugins, iptables and conntrack,
+#   and the image tools mmdebstrap and buildah (apt),
 #   Apache Kafka jars (Maven, cached outside the repository).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
@@ -15,7 +17,9 @@ log() { echo "install-test-deps: $*" >&2; }
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-packages=(redis-server memcached zookeeper etcd-server prometheus nutcracker libmemcached-tools maven)
+packages=(redis-server memcached zookeeper etcd-server prometheus nutcracker libmemcached-tools maven mmdebstrap buildah)
+# The real node of hack/controlplane.sh (its own containerd, not the service).
+packages+=(containerd runc containernetworking-plugins iptables conntrack)
 command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
 
 missing=()
@@ -42,7 +46,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   # On systemd machines policy-rc.d is not always honoured: stop what started.
-  for svc in redis-server memcached zookeeper etcd prometheus prometheus-node-exporter nutcracker; do
+  for svc in redis-server memcached zookeeper etcd prometheus prometheus-node-exporter nutcracker containerd; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
       $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
