@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A real, local Kubernetes control plane for the demo and the end-to-end tests:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok faking
-# nodes, all on 127.0.0.1, built from source by hack/controlplane/build.sh.
+# nodes, all on 127.0.0.1, built from source by hack/controlplane/build.sh,
+# plus one real node (containerd, kubelet, kube-proxy, CoreDNS) whose pods
+# actually run (hack/controlplane/node.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,14 +22,29 @@ Runs a real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver
 faking $NODES Ready nodes, plus a default StorageClass "standard" whose claims
 the controller-manager's hostPath provisioner binds.
 
+It also starts one real node, "tessera-node": containerd and runc (Debian),
+kubelet and kube-proxy (built with the control plane), a CNI bridge
+(\$TESSERA_NODE_BRIDGE, default tessera0, on \$TESSERA_NODE_CIDR, default
+10.89.0.0/24) and CoreDNS for cluster.local on the bridge address. Pods on it
+get no default route and no upstream DNS, and an iptables guard drops anything
+they send off the bridge. Its images come from hack/images.sh (no registry).
+Pods land on the real node by default; the kwok nodes carry the taint
+kwok.x-k8s.io/node=fake:NoSchedule, so only pods that tolerate it (and select
+type=kwok) go there: scale benchmarks.
+
 commands:
   up      build the binaries if needed (cold: tens of minutes), start every
           component, and return once the API answers and the nodes are Ready.
           Does nothing if the control plane is already up and healthy.
-  down    stop exactly the processes that 'up' started (by pid).
-  status  report each component; exit 0 only if all run and the API answers.
-  env     print shell lines to eval: export KUBECONFIG=... and PATH=<bin>:\$PATH
-          (kubectl, helm, kwok, etcd and the control plane binaries).
+  down    stop exactly the processes that 'up' started (by pid), the node's
+          containers, and remove what the node added (bridge, routes,
+          iptables rules, mounts; ip_forward restored). Fails if anything
+          is left behind, and names it.
+  status  report each component and the node's parts; exit 0 only if all
+          run and the API answers.
+  env     print shell lines to eval: export KUBECONFIG=..., CONTAINERD_ADDRESS=...
+          and PATH=<bin>:\$PATH (kubectl, helm, kwok, etcd and the control
+          plane binaries).
   build   only build (or find) the binaries and print their folder.
 
 environment:
@@ -35,8 +52,12 @@ environment:
   TESSERA_CONTROLPLANE_DIR   state folder (default \$TESSERA_CACHE/controlplane/run)
   TESSERA_KWOK_NODES         number of fake nodes (default 3)
   TESSERA_UP_TIMEOUT         seconds to wait for each component (default 120)
+  TESSERA_NODE               1 (default): start the real node; 0: kwok nodes only
+  TESSERA_NODE_CIDR          the real node's pod subnet (default 10.89.0.0/24)
+  TESSERA_NODE_BRIDGE        the real node's bridge interface (default tessera0)
 
-state folder: kubeconfig, pki/, pids/, logs/ (one log per component), ports.
+state folder: kubeconfig, pki/, pids/, logs/ (one log per component), ports,
+node/ (containerd's image store is kept across down/up).
 usage in a shell:  hack/controlplane.sh up && eval "\$(hack/controlplane.sh env)"
 EOF
 }
@@ -45,6 +66,9 @@ say() { echo "controlplane: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 bin_dir() { "$here/controlplane/build.sh" --print-dir; }
+
+# shellcheck source=controlplane/node.sh
+. "$here/controlplane/node.sh"
 
 # ---- processes ------------------------------------------------------------
 
@@ -55,7 +79,12 @@ pid_of() { # prints the recorded pid of a component if that process still runs i
   [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
   # Guard against a recycled pid: the process must run the binary we started.
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-  case "$exe" in */"$c"|*/"$c"" (deleted)") echo "$pid" ;; *) return 1 ;; esac
+  case "$exe" in
+    */"$c"|*/"$c"" (deleted)") echo "$pid" ;;
+    # Components that are scripts: the script's name is in the command line.
+    */bash) tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "/$c.sh " && echo "$pid" || return 1 ;;
+    *) return 1 ;;
+  esac
 }
 
 start() { # start <component> <binary path> args...
@@ -99,7 +128,7 @@ show_logs() {
 
 fail_up() {
   say "error: $*"
-  show_logs "${COMPONENTS[@]}" provisioner
+  show_logs "${COMPONENTS[@]}" "${NODE_COMPONENTS[@]}"
   say "the partly started control plane is still running; stop it with: hack/controlplane.sh down"
   exit 1
 }
@@ -134,7 +163,8 @@ need_tool() { # need_tool <command> <Debian package>: install it with apt-get if
 
 pki() {
   local d="$RUN/pki"
-  [ -f "$d/done" ] && return
+  # Bump the marker when the set of certificates changes.
+  [ -f "$d/done-2" ] && return
   rm -rf "$d"; mkdir -p "$d"
   (
     cd "$d"
@@ -163,8 +193,9 @@ extendedKeyUsage=clientAuth"
     # ServiceAccount token signing key.
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
+    node_pki
   ) || die "certificate generation failed; see $d/openssl.log"
-  touch "$d/done"
+  touch "$d/done-2"
 }
 
 kubeconfig() { # kubeconfig <file> <client cert name> <server url>
@@ -208,7 +239,7 @@ nodes_ready() { # Ready, and the node lifecycle controller lifted the not-ready 
   local n
   n=$("$BIN/kubectl" --kubeconfig "$RUN/kubeconfig" get nodes -l type=kwok \
         -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{.spec.taints[*].key}{"\n"}{end}' \
-        | grep -c '^True *$' || true)
+        | sed "s| ${KWOK_TAINT%%=*}||" | grep -c '^True *$' || true)
   [ "$n" -ge "$NODES" ]
 }
 
@@ -220,16 +251,19 @@ cmd_up() {
   BIN=$("$here/controlplane/build.sh") || die "building the control plane binaries failed (see the log named above)"
   mkdir -p "$RUN"
   exec 9>"$RUN/.lock"
-  flock -w 600 9 || die "another 'controlplane.sh up' holds $RUN/.lock"
+  flock -n 9 || die "another 'hack/controlplane.sh' is running (it holds $RUN/.lock): wait for it to finish, or stop it"
 
-  if all_running && api_ready; then
-    if nodes_ready; then say "already up ($(api_url))"; return 0; fi
+  if all_running && api_ready && nodes_ready; then
+    if ! node_enabled || { node_status >/dev/null && k=("$BIN/kubectl" --kubeconfig "$RUN/kubeconfig") && node_ready; }; then
+      say "already up ($(api_url))"; return 0
+    fi
   fi
   if [ -d "$RUN/pids" ] && ls "$RUN/pids/"*.pid >/dev/null 2>&1; then
     say "control plane partly running or unhealthy; restarting it"
     cmd_down_locked
   fi
 
+  if node_enabled; then node_preflight; fi
   pki
   local etcd_port etcd_peer api_port kcm_port sched_port kwok_port
   local taken=" " port_var
@@ -264,7 +298,12 @@ cmd_up() {
     --authorization-mode Node,RBAC \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --kubelet-client-certificate "$p/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$p/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$p/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
+    --enable-admission-plugins PodNodeSelector,PodTolerationRestriction \
     --allow-privileged=true --profiling=false -v=1
   wait_until "kube-apiserver /readyz on $api" kube-apiserver api_ready
 
@@ -321,6 +360,9 @@ metadata:
     kubernetes.io/arch: amd64
     kubernetes.io/hostname: kwok-node-$i
     topology.kubernetes.io/zone: zone-$((i % 3))
+spec:
+  taints:
+  - {key: ${KWOK_TAINT%%=*}, value: fake, effect: NoSchedule}
 status:
   allocatable: {cpu: \"32\", memory: 256Gi, pods: \"110\", ephemeral-storage: 1Ti}
   capacity: {cpu: \"32\", memory: 256Gi, pods: \"110\", ephemeral-storage: 1Ti}
@@ -334,13 +376,23 @@ status:
   wait_until "$NODES kwok nodes Ready" kwok nodes_ready
   wait_until "kube-scheduler /readyz" kube-scheduler \
     curl -skf "https://127.0.0.1:$sched_port/readyz"
+  if node_enabled; then node_up "$api"; fi
   say "up in $(( $(date +%s) - start_time ))s: $api (kubeconfig $RUN/kubeconfig, logs $RUN/logs/)"
 }
 
 cmd_down_locked() {
-  local c
+  local c left
+  BIN=$(bin_dir)
+  node_down
   for ((i=${#COMPONENTS[@]}-1; i>=0; i--)); do stop_component "${COMPONENTS[$i]}"; done
   rm -f "$RUN/ports"
+  left=$(node_leftovers)
+  if [ -n "$left" ]; then
+    say "error: down left these behind:"; echo "$left" | sed 's/^/  /' >&2
+    return 1
+  fi
+  # Forget what the node had added only once it is all gone.
+  rm -f "$NODE/added"
 }
 
 cmd_down() {
@@ -357,6 +409,7 @@ cmd_status() {
     if pid=$(pid_of "$c"); then printf '%-24s running (pid %s)\n' "$c" "$pid"
     else printf '%-24s stopped\n' "$c"; ok=1; fi
   done
+  if node_enabled; then node_status || ok=1; fi
   if api_ready; then
     printf '%-24s ready at %s\n' "api" "$(api_url)"
     BIN=$(bin_dir)
@@ -375,6 +428,7 @@ cmd_status() {
 cmd_env() {
   local b; b=$(bin_dir)
   echo "export KUBECONFIG='$RUN/kubeconfig'"
+  echo "export CONTAINERD_ADDRESS='$NODE/containerd.sock'"
   echo "export PATH='$b':\"\$PATH\""
 }
 

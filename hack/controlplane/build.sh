@@ -16,14 +16,15 @@ HELM_VERSION=v3.22.0  # go.mod needs go 1.26.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache_root="${TESSERA_CACHE:-$HOME/.cache/tessera}/controlplane"
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm)
 
 usage() {
   cat <<USAGE
 usage: $(basename "$0") [--print-dir] [--force]
   The kwok stages file is written next to the bin folder (../kwok-stages.yaml).
-  Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-  ($K8S_VERSION), kwok ($KWOK_VERSION) and helm ($HELM_VERSION) into
+  Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+  and the real node's kubelet and kube-proxy ($K8S_VERSION), kwok
+  ($KWOK_VERSION) and helm ($HELM_VERSION) into
   $cache_root/<version>-<hash>/bin and prints that folder.
   --print-dir  only print the folder, build nothing
   --force      rebuild even if the binaries are there
@@ -129,7 +130,9 @@ run() {
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler \
-  k8s.io/kubernetes/cmd/kubectl)
+  k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy)
 (cd "$here" && run go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3)
 
 # kwok and helm have no replace directives, so `go install pkg@tag` works.

@@ -267,6 +267,32 @@ pub async fn install_crds(client: &Client) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Where a test namespace's pods run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On the kwok nodes: pods are declared Running and Ready without
+    /// running. For tests of the API and of scale, not of the engines.
+    Kwok,
+    /// On the real node: pods run, from the images hack/images.sh loads.
+    RealNode,
+}
+
+/// The taint every kwok node carries (hack/controlplane.sh), so that only
+/// pods that ask for kwok land there.
+pub const KWOK_TAINT_KEY: &str = "kwok.x-k8s.io/node";
+
+/// Namespace annotations that send every pod of the namespace to the kwok
+/// nodes: the API server's PodNodeSelector and PodTolerationRestriction
+/// admission plugins add the node selector and the toleration to each pod,
+/// so the objects under test need no placement of their own.
+pub fn kwok_namespace_annotations() -> serde_json::Value {
+    serde_json::json!({
+        "scheduler.alpha.kubernetes.io/node-selector": "type=kwok",
+        "scheduler.alpha.kubernetes.io/defaultTolerations":
+            format!(r#"[{{"key":"{KWOK_TAINT_KEY}","operator":"Exists","effect":"NoSchedule"}}]"#),
+    })
+}
+
 /// One test's view of the cluster: a client and a namespace of its own,
 /// deleted on drop (set TESSERA_E2E_KEEP_NAMESPACES=1 to keep it for debugging).
 pub struct TestEnv {
@@ -277,8 +303,14 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// Connects (panicking with instructions if no control plane answers) and
-    /// creates a fresh namespace whose `default` ServiceAccount exists.
+    /// creates a fresh namespace whose `default` ServiceAccount exists. Its
+    /// pods go to the kwok nodes.
     pub async fn new(test: &str) -> TestEnv {
+        TestEnv::placed(test, Placement::Kwok).await
+    }
+
+    /// Like [`TestEnv::new`], with pods placed as `placement` says.
+    pub async fn placed(test: &str, placement: Placement) -> TestEnv {
         let (client, config) = connect().await;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -301,8 +333,16 @@ impl TestEnv {
             std::process::id() % 0xfff,
             nanos % 0xfffff
         );
+        let annotations = match placement {
+            Placement::Kwok => kwok_namespace_annotations(),
+            Placement::RealNode => serde_json::json!({}),
+        };
         let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": namespace, "labels": {"tessera.dev/e2e": "true"}}
+            "metadata": {
+                "name": namespace,
+                "labels": {"tessera.dev/e2e": "true"},
+                "annotations": annotations,
+            }
         }))
         .expect("namespace object");
         Api::<Namespace>::all(client.clone())

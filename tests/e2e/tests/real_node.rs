@@ -1,0 +1,272 @@
+//! The real node of hack/controlplane.sh: pods that actually run, cluster
+//! DNS, ClusterIP Services, exec/logs/port-forward through the API server,
+//! the kwok nodes kept apart by their taint, and the guard that keeps pod
+//! traffic on this machine, checked by inspection only.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+use tessera_e2e::{KWOK_TAINT_KEY, Placement, TestEnv, connect};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NODE: &str = "tessera-node";
+/// The engine image hack/images.sh builds from Debian's redis-server.
+const REDIS_IMAGE: &str = "tessera.local/redis:bookworm";
+
+/// The bridge and its address, as hack/controlplane.sh sets them up.
+fn bridge() -> (String, String) {
+    let name = std::env::var("TESSERA_NODE_BRIDGE").unwrap_or_else(|_| "tessera0".into());
+    let cidr = std::env::var("TESSERA_NODE_CIDR").unwrap_or_else(|_| "10.89.0.0/24".into());
+    let net = cidr.split('/').next().unwrap();
+    let (prefix, last) = net.rsplit_once('.').unwrap();
+    let ip = format!("{prefix}.{}", last.parse::<u8>().unwrap() + 1);
+    (name, ip)
+}
+
+fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("test object")
+}
+
+fn ok(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Redis pod as Tessera runs its engines: non-root, read-only root
+/// filesystem, no capabilities, RuntimeDefault seccomp.
+fn redis_pod(name: &str) -> Pod {
+    obj(json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+                "seccompProfile": {"type": "RuntimeDefault"}
+            },
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "redis",
+                "image": REDIS_IMAGE,
+                "command": ["redis-server", "--port", "6379", "--save", "", "--appendonly", "no"],
+                "ports": [{"name": "redis", "containerPort": 6379}],
+                "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 1},
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]},
+                    "readOnlyRootFilesystem": true,
+                    "seccompProfile": {"type": "RuntimeDefault"}
+                },
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}]
+        }
+    }))
+}
+
+fn exec(env: &TestEnv, pod: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["exec", pod, "-c", "redis", "--"];
+    args.extend_from_slice(cmd);
+    ok(env.kubectl(&args), &format!("kubectl exec {pod} {cmd:?}"))
+}
+
+#[tokio::test]
+async fn kwok_nodes_are_tainted_and_the_real_node_is_not() {
+    let (client, _) = connect().await;
+    let nodes: Api<Node> = Api::all(client);
+    let real = nodes.get(NODE).await.expect("the real node is registered");
+    let ready = real
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(ready, "{NODE} is Ready");
+    let taints = real.spec.and_then(|s| s.taints).unwrap_or_default();
+    assert!(taints.is_empty(), "{NODE} has no taints: {taints:?}");
+    let kwok = nodes
+        .list(&ListParams::default().labels("type=kwok"))
+        .await
+        .unwrap();
+    assert!(!kwok.items.is_empty(), "kwok nodes exist for benchmarks");
+    for n in kwok.items {
+        let taints = n.spec.and_then(|s| s.taints).unwrap_or_default();
+        assert!(
+            taints
+                .iter()
+                .any(|t| t.key == KWOK_TAINT_KEY && t.effect == "NoSchedule"),
+            "kwok node {:?} carries {KWOK_TAINT_KEY}: {taints:?}",
+            n.metadata.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn pods_run_resolve_names_and_reach_services() {
+    let env = TestEnv::placed("real-node", Placement::RealNode).await;
+    let pods: Api<Pod> = env.api();
+    for name in ["redis-a", "redis-b"] {
+        pods.create(&PostParams::default(), &redis_pod(name))
+            .await
+            .expect("create pod");
+    }
+    let svc: Service = obj(json!({
+        "metadata": {"name": "redis-a"},
+        "spec": {"selector": {"app": "redis-a"}, "ports": [{"port": 6379, "targetPort": "redis"}]}
+    }));
+    let svc = env
+        .api::<Service>()
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
+    let cluster_ip = svc.spec.unwrap().cluster_ip.unwrap();
+    for name in ["redis-a", "redis-b"] {
+        let pod = env
+            .wait_for(
+                &pods,
+                name,
+                Duration::from_secs(90),
+                "to be Ready on the real node",
+                |p: Option<&Pod>| {
+                    p.and_then(|p| p.status.as_ref())
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pod.spec.unwrap().node_name.as_deref(),
+            Some(NODE),
+            "{name} runs on the real node"
+        );
+    }
+
+    // The engine really runs: its log, and an answer through exec.
+    let logs = ok(env.kubectl(&["logs", "redis-a"]), "kubectl logs");
+    assert!(logs.contains("Ready to accept connections"), "{logs}");
+    assert_eq!(exec(&env, "redis-a", &["redis-cli", "ping"]).trim(), "PONG");
+
+    // Cluster DNS: a Service name resolves to its ClusterIP, and kube-proxy
+    // carries a connection from another pod to it.
+    let fqdn = format!("redis-a.{}.svc.cluster.local", env.namespace);
+    let out = exec(&env, "redis-b", &["getent", "hosts", &fqdn]);
+    assert!(
+        out.starts_with(&cluster_ip),
+        "{fqdn} -> {cluster_ip}: {out}"
+    );
+    let out = exec(&env, "redis-b", &["redis-cli", "-h", "redis-a", "ping"]);
+    assert_eq!(out.trim(), "PONG", "through the Service's short name");
+
+    // port-forward through the API server and the kubelet.
+    let mut child = tokio::process::Command::new(&tessera_e2e::target().kubectl)
+        .args(["-n", &env.namespace, "port-forward", "pod/redis-a", ":6379"])
+        .env("KUBECONFIG", &tessera_e2e::target().kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut banner = String::new();
+    let port = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 256];
+        loop {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "port-forward exited: {banner}");
+            banner.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // "Forwarding from 127.0.0.1:PORT -> 6379"
+            if let Some(p) = banner
+                .split("127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("port-forward announces its port");
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    conn.write_all(b"PING\r\n").await.unwrap();
+    let mut reply = [0u8; 7];
+    conn.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"+PONG\r\n");
+    drop(conn);
+    child.kill().await.ok();
+
+    // The guard, by inspection: no default route in pods, only the service
+    // CIDR besides the pod subnet; the only resolver is cluster DNS; names
+    // outside the cluster do not resolve (CoreDNS has no upstream).
+    let routes = exec(&env, "redis-a", &["cat", "/proc/net/route"]);
+    let destinations: Vec<&str> = routes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        !destinations.contains(&"00000000"),
+        "no default route in the pod:\n{routes}"
+    );
+    // 10.0.0.0/24 in /proc/net/route's little-endian hex.
+    assert!(
+        destinations.contains(&"0000000A"),
+        "a route to the service CIDR:\n{routes}"
+    );
+    let resolv = exec(&env, "redis-a", &["cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .collect();
+    let (bridge, bridge_ip) = bridge();
+    assert_eq!(servers, [bridge_ip.as_str()], "{resolv}");
+    let outside = env.kubectl(&[
+        "exec",
+        "redis-a",
+        "-c",
+        "redis",
+        "--",
+        "getent",
+        "hosts",
+        "tessera-outside.example",
+    ]);
+    assert!(
+        !outside.status.success(),
+        "a name outside the cluster must not resolve"
+    );
+    let rules = ok(
+        std::process::Command::new("iptables")
+            .args(["-w", "-t", "mangle", "-S"])
+            .output()
+            .expect("iptables"),
+        "iptables -t mangle -S",
+    );
+    assert!(
+        rules.contains("-A FORWARD -j TESSERA-NODE-GUARD"),
+        "the guard chain is hooked into FORWARD:\n{rules}"
+    );
+    assert!(
+        rules.contains(&format!("-A TESSERA-NODE-GUARD -i {bridge} ! -o {bridge}"))
+            && rules.contains("-j DROP"),
+        "the guard drops pod traffic leaving the bridge:\n{rules}"
+    );
+    let default_route = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "dev", &bridge])
+        .output()
+        .expect("ip route");
+    let host_routes = String::from_utf8_lossy(&default_route.stdout);
+    assert!(
+        !host_routes.contains("default"),
+        "no default route points into the bridge: {host_routes}"
+    );
+}
