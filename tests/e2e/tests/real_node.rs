@@ -270,3 +270,67 @@ async fn pods_run_resolve_names_and_reach_services() {
         "no default route points into the bridge: {host_routes}"
     );
 }
+
+/// `hack/controlplane.sh up` with a state folder of its own and `env`
+/// overrides; returns (success, stderr).
+fn controlplane_up(state: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = std::process::Command::new(tessera_e2e::repo_root().join("hack/controlplane.sh"))
+        .arg("up")
+        .env("TESSERA_CONTROLPLANE_DIR", state)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hack/controlplane.sh");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bridge_address_already_taken_is_refused_before_anything_starts() {
+    let state = tempfile_dir("taken");
+    // 127.0.0.1 is on lo: the node's bridge address must be its own.
+    let (ok, err) = controlplane_up(&state, &[("TESSERA_NODE_CIDR", "127.0.0.0/24")]);
+    assert!(!ok, "up must fail: {err}");
+    assert!(
+        err.contains("bridge address 127.0.0.1 is already on interface lo")
+            && err.contains("TESSERA_NODE_CIDR"),
+        "{err}"
+    );
+    assert!(
+        !state.join("pids").exists(),
+        "nothing was started: {:?}",
+        std::fs::read_dir(&state).map(|d| d.count())
+    );
+    std::fs::remove_dir_all(&state).ok();
+}
+
+#[test]
+fn a_second_controlplane_sh_while_one_runs_is_refused() {
+    let state = tempfile_dir("second");
+    std::fs::create_dir_all(&state).unwrap();
+    // Another controlplane.sh holds the state folder's lock.
+    let mut holder = std::process::Command::new("flock")
+        .arg(state.join(".lock"))
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("flock");
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, err) = controlplane_up(&state, &[]);
+    holder.kill().ok();
+    holder.wait().ok();
+    assert!(!ok, "up must fail: {err}");
+    assert!(
+        err.contains("another 'hack/controlplane.sh' is running"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&state).ok();
+}
+
+fn tempfile_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "tessera-controlplane-{what}-{}",
+        std::process::id()
+    ))
+}
