@@ -1,7 +1,6 @@
 //! `/metrics` (one synchronous engine scrape per request) and `/healthz`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,10 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use tessera_telemetry::http::Settings;
 use tokio::net::TcpListener;
 
 use crate::cli::{Args, Engine};
@@ -134,31 +131,17 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     r
 }
 
-/// Serves until the listener fails; one task per connection.
-pub async fn serve(listener: TcpListener, adapter: Arc<Adapter>) -> std::io::Result<()> {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and friends: back off rather than spin or exit.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+/// Serves `/metrics` and `/healthz` with the shared hardened server (accept
+/// backoff, header-read timeout, connection cap) until `shutdown`, then
+/// drains.
+pub async fn serve(
+    listener: TcpListener,
+    adapter: Arc<Adapter>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let handler = move |req| {
         let adapter = adapter.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let adapter = adapter.clone();
-                async move { Ok::<_, Infallible>(adapter.route(req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "http connection ended");
-            }
-        });
-    }
+        async move { adapter.route(req).await }
+    };
+    tessera_telemetry::http::serve(listener, handler, Settings::default(), shutdown).await;
 }

@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
     if let Err(msg) = args.validate() {
         anyhow::bail!("{msg}");
     }
+    // Before listening: SIGHUP, SIGUSR1 and SIGUSR2 must never end it.
+    let signals = tessera_telemetry::Signals::install()
+        .map_err(|e| anyhow::anyhow!("installing the signal handlers: {e}"))?;
     let adapter = Arc::new(Adapter::new(&args)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -24,9 +27,11 @@ async fn main() -> anyhow::Result<()> {
         scrape_timeout = ?args.scrape_timeout,
         "tessera-adapter serving /metrics and /healthz"
     );
-    tokio::select! {
-        r = serve(listener, adapter) => r?,
-        _ = tessera_telemetry::shutdown_signal() => tracing::info!("shutting down"),
-    }
+    serve(listener, adapter, async {
+        signals
+            .shutdown(tessera_telemetry::signals::nothing_to_reopen)
+            .await;
+    })
+    .await;
     Ok(())
 }

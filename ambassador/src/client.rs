@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tessera_clients::memcached::codec as mc;
-use tessera_clients::resp::{self, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -18,6 +16,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::count::{self, Count, CountFuture};
 use crate::error::ClientError;
+use crate::merge::{self, PartReply};
 use crate::metrics::METRICS;
 use crate::pool::Routing;
 use crate::upstream::Reply;
@@ -54,6 +53,14 @@ impl Stacks {
         self.routing = Some(routing.clone());
     }
 
+    /// The label of shard `index`.
+    pub fn label(&self, index: usize) -> Arc<str> {
+        self.routing
+            .as_ref()
+            .and_then(|r| r.shards.get(index))
+            .map_or_else(|| Arc::from("?"), |s| s.label.clone())
+    }
+
     /// Sends `call` to shard `index`, waiting while its queue is full.
     pub async fn call(&mut self, index: usize, call: Call) -> ReplySlot {
         let svc = &mut self.services[index];
@@ -86,6 +93,8 @@ pub struct Part {
     pub reply: ReplySlot,
     /// Where this part's keys sit in the original command (MGET only).
     pub positions: Vec<u32>,
+    /// The shard's label, for errors.
+    pub shard: Arc<str>,
 }
 
 pub enum Pending {
@@ -103,17 +112,21 @@ const FLUSH_AT: usize = 64 * 1024;
 
 /// An error reply in the client's protocol, on one line.
 pub fn error_reply(proto: Proto, message: &str, out: &mut BytesMut) {
-    let clean = message.replace(['\r', '\n'], " ");
     match proto {
-        Proto::Redis => {
-            out.put_slice(b"-ERR ");
-            out.put_slice(clean.as_bytes());
-        }
-        Proto::Memcached => {
-            out.put_slice(b"SERVER_ERROR ");
-            out.put_slice(clean.as_bytes());
-        }
+        Proto::Redis => error_line(proto, &format!("ERR {message}"), out),
+        Proto::Memcached => error_line(proto, message, out),
     }
+}
+
+/// An error line whose text starts with its own code for Redis
+/// (`READONLY ...`), or follows `SERVER_ERROR` for memcached.
+pub fn error_line(proto: Proto, text: &str, out: &mut BytesMut) {
+    let clean = text.replace(['\r', '\n'], " ");
+    match proto {
+        Proto::Redis => out.put_u8(b'-'),
+        Proto::Memcached => out.put_slice(b"SERVER_ERROR "),
+    }
+    out.put_slice(clean.as_bytes());
     out.put_slice(b"\r\n");
 }
 
@@ -155,15 +168,18 @@ pub async fn write_replies(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending
                 Pending::Ready(b) => out.put_slice(&b),
                 Pending::One(reply) => match resolve(reply, &mut w, &mut out).await? {
                     Ok(b) => out.put_slice(&b),
-                    Err(e) => error_reply(proto, &e.to_string(), &mut out),
+                    Err(e) => merge::upstream_error(proto, &e, &mut out),
                 },
                 Pending::Gather { op, parts, keys } => {
                     let mut replies = Vec::with_capacity(parts.len());
                     for part in parts {
-                        replies
-                            .push((resolve(part.reply, &mut w, &mut out).await?, part.positions));
+                        replies.push(PartReply {
+                            reply: resolve(part.reply, &mut w, &mut out).await?,
+                            positions: part.positions,
+                            shard: part.shard,
+                        });
                     }
-                    merge(op, proto, replies, keys, &mut out);
+                    merge::merge(op, proto, replies, keys, &mut out);
                 }
             }
             if out.len() >= FLUSH_AT || rx.is_empty() {
@@ -176,78 +192,6 @@ pub async fn write_replies(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending
     .await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "client write failed");
-    }
-}
-
-/// Puts the replies of a split command back together.
-pub fn merge(
-    op: GatherOp,
-    proto: Proto,
-    replies: Vec<(Reply, Vec<u32>)>,
-    keys: usize,
-    out: &mut BytesMut,
-) {
-    // The first failure, as an error reply, fails the whole command.
-    let mut frames = Vec::with_capacity(replies.len());
-    for (r, positions) in replies {
-        match r {
-            Ok(b) => frames.push((b, positions)),
-            Err(e) => return error_reply(proto, &e.to_string(), out),
-        }
-    }
-    let limits = resp::Limits::default();
-    let decode = |b: &Bytes| {
-        resp::decode(&mut BytesMut::from(&b[..]), &limits)
-            .ok()
-            .flatten()
-    };
-    match op {
-        GatherOp::McGet => {
-            for (b, _) in &frames {
-                if !(b.starts_with(b"VALUE ") || b.starts_with(b"END")) {
-                    out.put_slice(b);
-                    return;
-                }
-            }
-            for (b, _) in &frames {
-                out.put_slice(mc::retrieval_values(b));
-            }
-            out.put_slice(b"END\r\n");
-        }
-        GatherOp::Mget => {
-            let mut values = vec![Value::Null; keys];
-            for (b, positions) in &frames {
-                match decode(b) {
-                    Some(Value::Array(items)) if items.len() == positions.len() => {
-                        for (item, &pos) in items.into_iter().zip(positions) {
-                            values[pos as usize] = item;
-                        }
-                    }
-                    Some(Value::Error(_)) => return out.put_slice(b),
-                    _ => return error_reply(proto, "unexpected reply to a split MGET", out),
-                }
-            }
-            resp::encode(&Value::Array(values), out);
-        }
-        GatherOp::Mset => {
-            for (b, _) in &frames {
-                if &b[..] != b"+OK\r\n" {
-                    return out.put_slice(b);
-                }
-            }
-            out.put_slice(b"+OK\r\n");
-        }
-        GatherOp::Sum => {
-            let mut sum: i64 = 0;
-            for (b, _) in &frames {
-                match decode(b) {
-                    Some(Value::Integer(n)) => sum = sum.saturating_add(n),
-                    Some(Value::Error(_)) => return out.put_slice(b),
-                    _ => return error_reply(proto, "unexpected reply to a split command", out),
-                }
-            }
-            resp::encode(&Value::Integer(sum), out);
-        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod count;
 pub mod discovery;
 pub mod error;
 pub mod memcache;
+pub mod merge;
 pub mod metrics;
 pub mod plan;
 pub mod pool;

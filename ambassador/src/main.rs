@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,8 @@ use clap::Parser;
 use tessera_ambassador::config::Config;
 use tessera_ambassador::discovery::{self, StoreRef};
 use tessera_ambassador::{admin, reload, server::Server};
+use tessera_telemetry::{Signal, Signals};
+use tokio::sync::Notify;
 
 /// A twemproxy-compatible shard-routing proxy for Redis and memcached.
 #[derive(Parser, Debug)]
@@ -113,52 +116,100 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        if let Some(addr) = args.admin
-            && let Err(e) = admin::serve(addr).await
-        {
-            eprintln!("cannot serve the admin endpoint on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-        if let Some(store) = args.store {
-            let opts = discovery::Options {
-                listen: args.listen,
-                timeout: (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms)),
-                redis_auth: args.redis_auth,
-            };
-            tokio::select! {
-                r = discovery::run(store, opts) => {
-                    if let Err(e) = r {
-                        eprintln!("discovery failed: {e:#}");
-                        return ExitCode::FAILURE;
-                    }
+        // Before anything listens: SIGHUP (logrotate), SIGUSR1 and SIGUSR2
+        // must never end the proxy.
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot install the signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // SIGHUP re-reads the pool file now; with --store there is no file.
+        let hangup = Arc::new(Notify::new());
+        let on_hangup = {
+            let hangup = hangup.clone();
+            let has_file = args.config.is_some();
+            move || {
+                if has_file {
+                    tracing::info!(signal = "SIGHUP", "re-reading the pool file");
+                    hangup.notify_one();
+                } else {
+                    tessera_telemetry::signals::nothing_to_reopen();
                 }
-                _ = tessera_telemetry::shutdown_signal() => {}
             }
-            return ExitCode::SUCCESS;
+        };
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = match args.admin {
+            None => None,
+            Some(addr) => match admin::serve(addr, async {
+                let _ = admin_stopped.await;
+            })
+            .await
+            {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    eprintln!("cannot serve the admin endpoint on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let code = serve(args, signals.shutdown(on_hangup), hangup).await;
+        // Let scrapes in progress finish.
+        let _ = stop_admin.send(());
+        if let Some(task) = admin {
+            let _ = task.await;
         }
-        let Some(path) = args.config else {
-            return ExitCode::FAILURE;
-        };
-        let config = match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-        };
-        let server = match Server::start(config).await {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                eprintln!("{e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tokio::spawn(reload::watch(
-            path,
-            server.clone(),
-            Duration::from_millis(args.reload_interval_ms.max(10)),
-        ));
-        tessera_telemetry::shutdown_signal().await;
-        ExitCode::SUCCESS
+        code
     })
+}
+
+/// Routes until `shutdown` resolves (or discovery fails).
+async fn serve(
+    args: Args,
+    shutdown: impl Future<Output = Signal>,
+    hangup: Arc<Notify>,
+) -> ExitCode {
+    if let Some(store) = args.store {
+        let opts = discovery::Options {
+            listen: args.listen,
+            timeout: (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms)),
+            redis_auth: args.redis_auth,
+        };
+        tokio::select! {
+            r = discovery::run(store, opts) => {
+                if let Err(e) = r {
+                    eprintln!("discovery failed: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            _ = shutdown => {}
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(path) = args.config else {
+        return ExitCode::FAILURE;
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::start(config).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(reload::watch(
+        path,
+        server.clone(),
+        Duration::from_millis(args.reload_interval_ms.max(10)),
+        hangup,
+    ));
+    shutdown.await;
+    ExitCode::SUCCESS
 }

@@ -76,6 +76,7 @@ fn same_upstream(a: &PoolConfig, b: &PoolConfig) -> bool {
         && a.auto_eject_hosts == b.auto_eject_hosts
         && a.server_failure_limit == b.server_failure_limit
         && a.redis == b.redis
+        && a.max_reply_bytes == b.max_reply_bytes
 }
 
 impl Manager {
@@ -94,6 +95,7 @@ impl Manager {
             connections: config.server_connections,
             auth: config.redis_auth.clone().filter(|_| config.redis),
             db: if config.redis { config.redis_db } else { 0 },
+            max_reply_bytes: config.max_reply_bytes,
             latency: METRICS
                 .latency
                 .with_label_values(&[&*self.pool.name, &*label]),

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tessera_telemetry::http::AcceptBackoff;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
@@ -81,38 +82,31 @@ impl Server {
 async fn accept(listener: TcpListener, pool: Arc<Pool>, redis: bool) {
     let connections = METRICS.connections.with_label_values(&[&*pool.name]);
     let mut next = 0;
+    // Out of file descriptors, accept fails at once and the listener stays
+    // readable: the shared backoff keeps that from spinning a core.
+    let mut backoff = AcceptBackoff::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                connections.inc();
-                let pool = pool.clone();
-                let workers = crate::workers::handles();
-                if workers.is_empty() {
-                    tokio::spawn(serve(stream, pool, redis));
-                    continue;
-                }
-                // Hand the connection to the next worker; it registers the
-                // socket with its own reactor.
-                next = (next + 1) % workers.len();
-                match stream.into_std() {
-                    Ok(std) => {
-                        workers[next].spawn(async move {
-                            match TcpStream::from_std(std) {
-                                Ok(stream) => serve(stream, pool, redis).await,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "cannot adopt a client connection")
-                                }
-                            }
-                        });
+        let (stream, _) = backoff.accept(&listener).await;
+        connections.inc();
+        let pool = pool.clone();
+        let workers = crate::workers::handles();
+        if workers.is_empty() {
+            tokio::spawn(serve(stream, pool, redis));
+            continue;
+        }
+        // Hand the connection to the next worker; it registers the socket
+        // with its own reactor.
+        next = (next + 1) % workers.len();
+        match stream.into_std() {
+            Ok(std) => {
+                workers[next].spawn(async move {
+                    match TcpStream::from_std(std) {
+                        Ok(stream) => serve(stream, pool, redis).await,
+                        Err(e) => tracing::warn!(error = %e, "cannot adopt a client connection"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot hand over a client connection"),
-                }
+                });
             }
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep going.
-                tracing::warn!(pool = %pool.name, error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            Err(e) => tracing::warn!(error = %e, "cannot hand over a client connection"),
         }
     }
 }

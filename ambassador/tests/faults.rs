@@ -109,9 +109,10 @@ fn a_stopped_shard_times_out_within_timeout_and_others_are_unaffected() {
         let Value::Error(e) = &r else {
             panic!("got {r:?}")
         };
-        assert!(
-            String::from_utf8_lossy(e).contains("did not answer within 300 ms"),
-            "{e:?}"
+        // twemproxy's words first, then which shard.
+        assert_eq!(
+            String::from_utf8_lossy(e),
+            format!("ERR Connection timed out: shard shard-2 did not answer within 300 ms")
         );
         assert!(
             took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
@@ -206,4 +207,101 @@ fn a_failing_shard_is_ejected_and_returns_after_retry_timeout() {
         metrics.contains("tessera_ambassador_upstream_latency_seconds_bucket"),
         "{metrics}"
     );
+}
+
+/// A split DEL where one shard is a read-only replica: the whole command
+/// fails with that shard's own error code (twemproxy: `-ERR Invalid
+/// argument`), and the text says which shard failed and that the other
+/// parts ran, as they did.
+#[test]
+fn a_split_del_with_a_read_only_shard_fails_naming_the_shard_and_the_split() {
+    let primary = redis();
+    let shards: Vec<RedisServer> = (0..2).map(|_| redis()).collect();
+    let mut replica = Client::connect(shards[1].port);
+    assert_eq!(
+        replica.cmd(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]),
+        ok()
+    );
+    let (amb, _dir) = start_pool(
+        |port| pool(&[&shards[0], &shards[1]], port, "  timeout: 2000\n"),
+        &[],
+    );
+    let ring = ring(2, &[]);
+    let key_on = |shard: usize| {
+        (0..)
+            .map(|i| format!("{i}-ro"))
+            .find(|k| ring.route(k.as_bytes()) == Some(shard))
+            .unwrap()
+    };
+    let (k0, k1) = (key_on(0), key_on(1));
+    assert_eq!(
+        Client::connect(shards[0].port).cmd(&["SET", &k0, "v"]),
+        ok()
+    );
+    let mut c = Client::connect(amb.port);
+    let Value::Error(e) = c.cmd(&["DEL", &k0, &k1]) else {
+        panic!("a split DEL with a read-only shard succeeded")
+    };
+    let e = String::from_utf8_lossy(&e).into_owned();
+    assert!(e.starts_with("READONLY "), "{e}");
+    assert!(
+        e.ends_with("(split across 2 shards: shard-1 failed, 1 succeeded)"),
+        "{e}"
+    );
+    assert_eq!(
+        Client::connect(shards[0].port).cmd(&["EXISTS", &k0]),
+        Value::Integer(0),
+        "the part on the writable shard ran"
+    );
+    // A single-key write gets the replica's error unchanged, as from Redis.
+    let Value::Error(e) = c.cmd(&["SET", &k1, "v"]) else {
+        panic!("a write to a replica succeeded")
+    };
+    assert!(e.starts_with(b"READONLY "), "{e:?}");
+}
+
+/// A `redis_auth` the shards refuse is an authentication error, `-NOAUTH`
+/// as a client of twemproxy or of Redis gets, not a connection error, and
+/// it does not eject the shard (which would move its keys, fixing nothing).
+#[test]
+fn a_refused_redis_auth_is_an_authentication_error_and_ejects_nothing() {
+    let shard = redis_with_password("right");
+    let admin = free_port();
+    let settings = "  redis_auth: wrong\n  auto_eject_hosts: true\n  server_failure_limit: 1\n";
+    let (amb, _dir) = start_pool(
+        |port| pool(&[&shard], port, settings),
+        &["--admin", &format!("127.0.0.1:{admin}")],
+    );
+    let mut c = Client::connect(amb.port);
+    assert_eq!(c.cmd(&["AUTH", "wrong"]), ok(), "the proxy's own password");
+    for _ in 0..3 {
+        let Value::Error(e) = c.cmd(&["GET", "k"]) else {
+            panic!("a refused password let a command through")
+        };
+        let e = String::from_utf8_lossy(&e).into_owned();
+        assert!(
+            e.starts_with(
+                "NOAUTH shard shard-0 refused the proxy's password (redis_auth): WRONGPASS"
+            ),
+            "{e}"
+        );
+    }
+    let metrics = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("tessera_ambassador_shard_ejected{pool=\"f\",shard=\"shard-0\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kind=\"auth\""), "{metrics}");
+}
+
+/// `redis_auth` towards a shard that has no password: the shard's refusal
+/// of AUTH is ignored, as twemproxy ignores it, and commands work.
+#[test]
+fn redis_auth_towards_a_shard_without_a_password_is_harmless() {
+    let shard = redis();
+    let (amb, _dir) = start_pool(|port| pool(&[&shard], port, "  redis_auth: s3cret\n"), &[]);
+    let mut c = Client::connect(amb.port);
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]), ok());
+    assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
+    assert_eq!(c.cmd(&["GET", "k"]), bulk("v"));
 }

@@ -247,11 +247,7 @@ fn malformed_input_gets_an_error_and_a_close_and_the_proxy_lives_on() {
 
 #[test]
 fn redis_auth_is_checked_locally_and_sent_to_shards() {
-    let shard = redis();
-    assert_eq!(
-        Client::connect(shard.port).cmd(&["CONFIG", "SET", "requirepass", "s3cret"]),
-        ok()
-    );
+    let shard = redis_with_password("s3cret");
     let dir = tempdir();
     let port = free_port();
     let path = dir.path().join("pool.yml");
@@ -272,4 +268,80 @@ fn redis_auth_is_checked_locally_and_sent_to_shards() {
     assert_eq!(c.cmd(&["AUTH", "s3cret"]), ok());
     assert_eq!(c.cmd(&["SET", "k", "v"]), ok());
     assert_eq!(c.cmd(&["GET", "k"]), bulk("v"));
+}
+
+/// Each client protocol edge case gets the answer docs/ambassador.md
+/// ("Client protocol") decides on: lines that are not RESP arrays get an
+/// error at once and a close (Redis skips empty lines and runs inline
+/// commands; twemproxy closes without a word); wrong argument counts and
+/// unsupported commands get an error and the connection stays (twemproxy
+/// closes).
+#[test]
+fn client_protocol_edge_cases_get_a_clear_error_or_a_close() {
+    let s = setup("");
+    let closes: [(&[u8], &str); 6] = [
+        (b"\r\n", "ERR Protocol error: empty line"),
+        (b"\n", "ERR Protocol error: empty line"),
+        (
+            b"\r\n*1\r\n$4\r\nPING\r\n",
+            "ERR Protocol error: empty line",
+        ),
+        (
+            b"PING\r\n",
+            "ERR Protocol error: inline commands are not supported",
+        ),
+        // Refused at its first byte, without waiting for the line to end.
+        (
+            b"GE",
+            "ERR Protocol error: inline commands are not supported",
+        ),
+        (
+            b"*0\r\n",
+            "ERR Protocol error: expected an array of bulk strings",
+        ),
+    ];
+    for (input, want) in closes {
+        let mut c = Client::connect(s.amb.port);
+        c.set_read_timeout(Duration::from_secs(5));
+        c.send_raw(input);
+        let Some(Value::Error(e)) = c.read() else {
+            panic!("{input:?}: no error reply")
+        };
+        let e = String::from_utf8_lossy(&e).into_owned();
+        assert!(e.starts_with(want), "{input:?}: {e}");
+        assert_eq!(c.read(), None, "{input:?}: closed after the error");
+    }
+    let mut c = Client::connect(s.amb.port);
+    let stays: [(&[&str], &str); 6] = [
+        (&["GET"], "ERR wrong number of arguments for 'get' command"),
+        // Forwarded: the shard counts the arguments, as Redis would.
+        (
+            &["GET", "a", "b"],
+            "ERR wrong number of arguments for 'get' command",
+        ),
+        (
+            &["MSET", "a", "1", "b"],
+            "ERR wrong number of arguments for 'mset' command",
+        ),
+        (
+            &["EVAL", "return 1", "0"],
+            "ERR EVAL through the ambassador needs at least one key",
+        ),
+        (
+            &["KEYS", "*"],
+            "ERR KEYS is not supported by the ambassador",
+        ),
+        (
+            &["NOSUCH", "x"],
+            "ERR unknown or unsupported command 'NOSUCH'",
+        ),
+    ];
+    for (args, want) in stays {
+        let Value::Error(e) = c.cmd(args) else {
+            panic!("{args:?} was not refused")
+        };
+        let e = String::from_utf8_lossy(&e).into_owned();
+        assert!(e.starts_with(want), "{args:?}: {e}");
+        assert_eq!(c.cmd(&["PING"]), Value::Simple("PONG".into()), "{args:?}");
+    }
 }

@@ -519,3 +519,32 @@ async fn only_the_leader_writes_and_a_crash_converges() {
         .await
         .unwrap();
 }
+
+/// An operator that cannot watch its kinds (here: a token the API server
+/// rejects; in life, CRDs not installed yet or RBAC missing) says so and
+/// still stops promptly on SIGTERM, instead of waiting for caches that
+/// never sync until the kubelet kills it.
+#[tokio::test]
+async fn an_operator_that_cannot_watch_says_so_and_stops_on_sigterm() {
+    let client = admin().await;
+    let ns = TestNs::new(&client, "cannot-watch").await;
+    let kc = kubeconfig_with_token("not-a-valid-token", "rejected");
+    let mut op = Operator::start(&kc, &ns.name, "op", &["--leader-elect", "false"]);
+    ns.wait_for(
+        "the operator to report the failing watch",
+        Duration::from_secs(30),
+        || {
+            let logs = op.logs();
+            async move { logs.contains("cannot watch the resources").then_some(()) }
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let status = op.terminate().expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+}

@@ -11,6 +11,8 @@ pub enum Error {
     PasswordFile(#[from] tessera_clients::cli::PasswordFileError),
     #[error("{0}")]
     Client(#[from] tessera_clients::Error),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,

@@ -1,25 +1,19 @@
 //! The HTTP endpoints: /livez, /readyz, /metrics.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use tessera_telemetry::http::Settings;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::checks::Kind;
 use crate::metrics::Metrics;
 use crate::probe::Prober;
-
-/// More concurrent connections than any kubelet plus Prometheus need; the
-/// cap keeps a misbehaving client from exhausting memory.
-const MAX_CONNECTIONS: usize = 512;
 
 pub struct App {
     pub engine: &'static str,
@@ -27,38 +21,14 @@ pub struct App {
     pub metrics: Arc<Metrics>,
 }
 
-/// Accepts connections until the task is cancelled.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+/// Serves the endpoints with the shared hardened server (accept backoff,
+/// header-read timeout, connection cap) until `shutdown`, then drains.
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let handler = move |req| {
         let app = app.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(route(&app, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
+        async move { route(&app, req).await }
+    };
+    tessera_telemetry::http::serve(listener, handler, Settings::default(), shutdown).await;
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {

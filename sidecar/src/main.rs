@@ -44,6 +44,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Error> {
+    // Before listening: SIGHUP, SIGUSR1 and SIGUSR2 must never end it.
+    let signals = tessera_telemetry::Signals::install().map_err(Error::Signals)?;
     let engine = args.engine.as_str();
     let checker = checks::Checker::new(&args)?;
     let metrics = Arc::new(metrics::Metrics::new(engine));
@@ -65,9 +67,11 @@ async fn run(args: Args) -> Result<(), Error> {
         probe_timeout = ?args.probe_timeout,
         "serving /livez, /readyz and /metrics"
     );
-    tokio::select! {
-        () = http::serve(listener, app) => {}
-        () = tessera_telemetry::shutdown_signal() => tracing::info!("shutting down"),
-    }
+    http::serve(listener, app, async {
+        signals
+            .shutdown(tessera_telemetry::signals::nothing_to_reopen)
+            .await;
+    })
+    .await;
     Ok(())
 }

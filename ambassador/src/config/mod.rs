@@ -42,6 +42,8 @@ pub struct PoolConfig {
     pub servers: Vec<ServerConfig>,
     /// Largest request a client may send, in bytes (`tessera.max_request_bytes`).
     pub max_request_bytes: usize,
+    /// Largest shard reply relayed, in bytes (`tessera.max_reply_bytes`).
+    pub max_reply_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +107,9 @@ impl fmt::Display for ConfigError {
 }
 
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// Room for the largest single value Redis holds (`proto-max-bulk-len`,
+/// 512 MiB) twice over, and for memcached's largest item (1 GiB).
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 1024 * 1024 * 1024;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -402,17 +407,21 @@ impl PoolParser<'_, '_> {
         );
         let server_failure_limit = self.num(map, "server_failure_limit", 1).unwrap_or(2) as u32;
         let mut max_request_bytes = DEFAULT_MAX_REQUEST_BYTES;
+        let mut max_reply_bytes = DEFAULT_MAX_REPLY_BYTES;
         match map.get("tessera") {
             None => {}
             Some(Value::Mapping(ext)) => {
                 for key in ext.keys() {
                     let key = scalar(key);
-                    if key != "max_request_bytes" {
+                    if key != "max_request_bytes" && key != "max_reply_bytes" {
                         self.problem(&key, format!("tessera: unknown setting {key:?}"));
                     }
                 }
                 if let Some(n) = self.num(ext, "max_request_bytes", 1024) {
                     max_request_bytes = n as usize;
+                }
+                if let Some(n) = self.num(ext, "max_reply_bytes", 1024) {
+                    max_reply_bytes = n as usize;
                 }
             }
             Some(_) => self.problem("tessera", "tessera: expected a map of settings".into()),
@@ -439,6 +448,7 @@ impl PoolParser<'_, '_> {
             server_failure_limit,
             servers,
             max_request_bytes,
+            max_reply_bytes,
         })
     }
 

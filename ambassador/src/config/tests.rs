@@ -17,6 +17,7 @@ alpha:
    - 127.0.0.1:6380:2 shard-1
   tessera:
     max_request_bytes: 1048576
+    max_reply_bytes: 2097152
 
 beta:
   listen: 127.0.0.1:22122
@@ -35,6 +36,7 @@ fn parses_a_twemproxy_file_with_defaults() {
     assert_eq!(a.redis_auth.as_deref(), Some("secret"));
     assert_eq!(a.server_failure_limit, 1);
     assert_eq!(a.max_request_bytes, 1 << 20);
+    assert_eq!(a.max_reply_bytes, 2 << 20);
     assert_eq!(a.servers[1].weight, 2);
     assert_eq!(a.servers[1].identity(), "shard-1");
     let b = &c.pools[1];
@@ -47,6 +49,20 @@ fn parses_a_twemproxy_file_with_defaults() {
     assert_eq!(b.server_failure_limit, 2);
     assert_eq!(b.servers[0].identity(), "10.0.0.1");
     assert_eq!(b.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    assert_eq!(b.max_reply_bytes, DEFAULT_MAX_REPLY_BYTES);
+}
+
+#[test]
+fn refuses_bad_reply_limits() {
+    for value in ["100", "-1", "lots"] {
+        let want = format!("max_reply_bytes: expected an integer >= 1024, got \"{value}\"");
+        let text = format!(
+            "a:\n  listen: 127.0.0.1:1\n  servers:\n   - 127.0.0.1:2:1\n  tessera:\n    max_reply_bytes: {value}\n"
+        );
+        let e = Config::parse(&text).unwrap_err();
+        assert!(e.to_string().contains(&want), "{value}: {e}");
+        assert_eq!(e.problems[0].line, Some(6), "{value}: {e}");
+    }
 }
 
 #[test]

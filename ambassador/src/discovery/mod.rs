@@ -27,7 +27,10 @@ use kube::runtime::watcher::{self, Event};
 use tessera_api::sharded_store::{self as api, HashFunction};
 use tessera_api::{ShardedStore, StoreEngine};
 
-use crate::config::{Config, DEFAULT_MAX_REQUEST_BYTES, PoolConfig, ServerConfig, split_host_port};
+use crate::config::{
+    Config, DEFAULT_MAX_REPLY_BYTES, DEFAULT_MAX_REQUEST_BYTES, PoolConfig, ServerConfig,
+    split_host_port,
+};
 use crate::metrics::METRICS;
 use crate::ring::{Distribution, HashFn};
 use crate::server::Server;
@@ -168,6 +171,7 @@ pub fn pool_from_store(
         server_failure_limit: 2,
         servers: indexed.into_iter().map(|(_, s)| s).collect(),
         max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
     })
 }
 

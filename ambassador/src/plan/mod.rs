@@ -73,10 +73,12 @@ pub async fn execute(plan: Plan, stacks: &mut Stacks, replies: &mpsc::Sender<Pen
         Plan::Split { op, parts, keys } => {
             let mut pending = Vec::with_capacity(parts.len());
             for part in parts {
+                let shard = stacks.label(part.shard);
                 let reply = stacks.call(part.shard, part.call).await;
                 pending.push(Part {
                     reply,
                     positions: part.positions,
+                    shard,
                 });
             }
             let gather = Pending::Gather {

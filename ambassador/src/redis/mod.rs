@@ -548,6 +548,21 @@ fn split(
     Plan::Split { op, parts, keys }
 }
 
+/// Takes the next request from the front of `buf`. Clients must send RESP
+/// arrays: anything else is refused at its first byte rather than held
+/// until a line ends (docs/ambassador.md, "Client protocol").
+pub fn next_request(
+    buf: &mut BytesMut,
+    limits: &resp::Limits,
+) -> Result<Option<(Bytes, Value)>, ClientError> {
+    match buf.first() {
+        None => Ok(None),
+        Some(b'\r' | b'\n') => Err(ClientError::EmptyLine),
+        Some(b'*') => Ok(resp::decode_frame(buf, limits)?),
+        Some(_) => Err(ClientError::Inline),
+    }
+}
+
 /// Client request limits derived from the pool's maximum request size.
 pub fn limits(max_request_bytes: usize) -> resp::Limits {
     resp::Limits {
@@ -576,7 +591,7 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
         let max = routing.config.max_request_bytes;
         let limits = limits(max);
         loop {
-            let failure = match resp::decode_frame(&mut buf, &limits) {
+            let failure = match next_request(&mut buf, &limits) {
                 Ok(Some((raw, _))) if raw.len() > max => ClientError::TooLarge(max),
                 Ok(Some((raw, value))) => {
                     match plan(raw, value, &routing.ring, &routing.config, &mut session) {
@@ -591,7 +606,7 @@ pub async fn serve(stream: TcpStream, pool: Arc<Pool>) {
                 }
                 Ok(None) if buf.len() > max => ClientError::TooLarge(max),
                 Ok(None) => break,
-                Err(e) => ClientError::Resp(e),
+                Err(e) => e,
             };
             let mut out = BytesMut::new();
             error_reply(Proto::Redis, &failure.to_string(), &mut out);

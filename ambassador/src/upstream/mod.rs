@@ -2,10 +2,11 @@
 //!
 //! Each of the shard's `server_connections` connections is one task that
 //! batches every queued request into a single write and matches replies to
-//! requests in order. A request that waits longer than `timeout` fails the
-//! connection: every request in flight on it gets an error and the next
-//! request reconnects, as in twemproxy.
+//! requests in order. A request whose shard sends nothing for `timeout`
+//! fails the connection: every request in flight on it gets an error and
+//! the next request reconnects, as in twemproxy.
 
+pub mod replies;
 pub mod service;
 #[cfg(test)]
 mod tests;
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prometheus::Histogram;
-use tessera_clients::memcached::codec as mc;
 use tessera_clients::resp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::UpstreamError;
+use replies::{Outcome, Replies};
 
 /// The outcome of one forwarded request: the raw reply frame.
 pub type Reply = Result<Bytes, UpstreamError>;
@@ -96,6 +97,8 @@ pub struct Settings {
     pub auth: Option<String>,
     /// Selected on every new Redis connection when non-zero.
     pub db: u32,
+    /// Largest reply relayed (`tessera.max_reply_bytes`).
+    pub max_reply_bytes: usize,
     pub latency: Histogram,
     pub health: Arc<Health>,
 }
@@ -183,7 +186,11 @@ async fn run(mut rx: mpsc::Receiver<Request>, s: Arc<Settings>) {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::warn!(shard = %s.shard, error = %e, "connect failed");
-                s.health.failure();
+                // A refused password is a configuration error, not a sick
+                // shard: ejecting would move its keys and fix nothing.
+                if !matches!(e, UpstreamError::Auth { .. }) {
+                    s.health.failure();
+                }
                 // Fail what is queued now rather than let it wait for the
                 // next attempt: a down shard answers fast, like twemproxy.
                 while let Ok(req) = rx.try_recv() {
@@ -224,42 +231,59 @@ async fn connect(s: &Settings) -> Result<TcpStream, UpstreamError> {
             .map_err(|e| fail(e.to_string()))?;
         stream.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
         let mut setup = BytesMut::new();
-        let mut replies = 0;
+        let mut sent: Vec<&str> = Vec::new();
         if let Some(auth) = &s.auth {
             resp::encode_command(&[b"AUTH", auth.as_bytes()], &mut setup);
-            replies += 1;
+            sent.push("AUTH");
         }
         if s.db != 0 {
             resp::encode_command(
                 &[b"SELECT".as_slice(), s.db.to_string().as_bytes()],
                 &mut setup,
             );
-            replies += 1;
+            sent.push("SELECT");
         }
-        if replies > 0 {
-            stream
-                .write_all(&setup)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            let mut buf = BytesMut::new();
-            while replies > 0 {
+        if sent.is_empty() {
+            return Ok(stream);
+        }
+        stream
+            .write_all(&setup)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut buf = BytesMut::new();
+        for command in sent {
+            let reply = loop {
                 match resp::decode(&mut buf, &resp::Limits::default()) {
-                    Ok(Some(resp::Value::Error(e))) => {
-                        return Err(fail(String::from_utf8_lossy(&e).into_owned()));
-                    }
-                    Ok(Some(_)) => replies -= 1,
+                    Ok(Some(reply)) => break reply,
                     Ok(None) => {
-                        if stream
+                        let n = stream
                             .read_buf(&mut buf)
                             .await
-                            .map_err(|e| fail(e.to_string()))?
-                            == 0
-                        {
+                            .map_err(|e| fail(e.to_string()))?;
+                        if n == 0 {
                             return Err(fail("closed during setup".into()));
                         }
                     }
                     Err(e) => return Err(fail(e.to_string())),
                 }
+            };
+            let resp::Value::Error(e) = reply else {
+                continue;
+            };
+            let reason = String::from_utf8_lossy(&e).into_owned();
+            match command {
+                "AUTH" if auth_not_needed(&reason) => {
+                    // twemproxy ignores this answer too: the shard takes
+                    // requests without a password.
+                    tracing::warn!(shard = %s.shard, reply = %reason, "redis_auth is set but the shard has no password");
+                }
+                "AUTH" => {
+                    return Err(UpstreamError::Auth {
+                        shard: s.shard.clone(),
+                        reason,
+                    });
+                }
+                _ => return Err(fail(format!("{command}: {reason}"))),
             }
         }
         Ok(stream)
@@ -272,18 +296,11 @@ async fn connect(s: &Settings) -> Result<TcpStream, UpstreamError> {
     }
 }
 
-fn reply_len(buf: &[u8], kind: ReplyKind) -> Result<Option<usize>, String> {
-    match kind {
-        ReplyKind::Resp => {
-            resp::frame_len(buf, &resp::Limits::default()).map_err(|e| e.to_string())
-        }
-        ReplyKind::McLine => mc::response_len(buf, mc::ResponseKind::Line, &mc::Limits::default())
-            .map_err(|e| e.to_string()),
-        ReplyKind::McRetrieval => {
-            mc::response_len(buf, mc::ResponseKind::Retrieval, &mc::Limits::default())
-                .map_err(|e| e.to_string())
-        }
-    }
+/// True for the error a shard without a password gives to `AUTH`
+/// (Redis 5: "Client sent AUTH, but no password is set"; Redis 6+ and
+/// Valkey: "AUTH <password> called without any password configured").
+fn auth_not_needed(reply: &str) -> bool {
+    reply.contains("no password is set") || reply.contains("without any password configured")
 }
 
 /// Runs one connection until it fails (`Err`) or the handle is dropped and
@@ -298,6 +315,11 @@ async fn serve(
     let (mut reader, mut writer) = stream.split();
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut replies = Replies::new(s.max_reply_bytes);
+    // When the shard last sent anything: a reply still streaming in is an
+    // answer in progress, so the timeout counts from the later of this and
+    // the request's write.
+    let mut last_read = Instant::now();
     let mut closed = false;
     let far = Instant::now() + Duration::from_secs(86400 * 365);
     let sleep = tokio::time::sleep_until(far);
@@ -353,7 +375,7 @@ async fn serve(
             continue;
         }
         let deadline = match (s.timeout, inflight.front()) {
-            (Some(t), Some(f)) => f.sent + t,
+            (Some(t), Some(f)) => f.sent.max(last_read) + t,
             _ => far,
         };
         if deadline != armed {
@@ -371,22 +393,30 @@ async fn serve(
                     return Err(lost("closed by the shard".into()));
                 }
                 let now = Instant::now();
+                last_read = now;
                 while let Some(f) = inflight.front() {
-                    let len = match reply_len(&rbuf, f.kind) {
-                        Ok(Some(len)) => len,
+                    let outcome = match replies.next(&mut rbuf, f.kind) {
+                        Ok(Some(outcome)) => outcome,
                         Ok(None) => break,
                         Err(reason) => return Err(UpstreamError::Protocol { shard: s.shard.clone(), reason }),
                     };
-                    let frame = rbuf.split_to(len).freeze();
                     let mut f = inflight.pop_front().expect("front exists");
                     s.latency.observe(now.duration_since(f.sent).as_secs_f64());
-                    if let Some(reply) = f.reply.take() {
-                        let _ = reply.send(Ok(frame));
+                    let reply = match outcome {
+                        Outcome::Frame(frame) => Ok(frame),
+                        Outcome::TooLarge => {
+                            tracing::warn!(shard = %s.shard, limit = s.max_reply_bytes, "reply larger than max_reply_bytes skipped");
+                            Err(UpstreamError::ReplyTooLarge { shard: s.shard.clone(), limit: s.max_reply_bytes })
+                        }
+                    };
+                    if let Some(tx) = f.reply.take() {
+                        let _ = tx.send(reply);
                     }
                 }
                 if inflight.is_empty() && !rbuf.is_empty() {
                     return Err(UpstreamError::Protocol { shard: s.shard.clone(), reason: "reply without a request".into() });
                 }
+                Replies::shrink(&mut rbuf);
                 s.health.success();
             }
             w = writer.write_buf(&mut wbuf), if !wbuf.is_empty() => {

@@ -31,6 +31,7 @@ fn settings(addr: String, timeout: Option<Duration>, health: Arc<Health>) -> Set
         connections: 1,
         auth: None,
         db: 0,
+        max_reply_bytes: crate::config::DEFAULT_MAX_REPLY_BYTES,
         latency: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t"))
             .unwrap(),
         health,
@@ -137,4 +138,71 @@ fn health_ejects_at_the_limit_and_success_resets() {
     h.failure();
     assert_eq!(rx.try_recv().ok(), Some(3));
     assert_eq!(h.failures(), 0);
+}
+
+/// A shard that answers its first request with `chunks`, `gap` apart, then
+/// goes quiet.
+async fn trickling_shard(chunks: Vec<&'static [u8]>, gap: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let _ = s.read(&mut [0u8; 1024]).await;
+        for chunk in chunks {
+            tokio::time::sleep(gap).await;
+            if s.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_reply_still_streaming_in_is_not_timed_out() {
+    // Six pieces 60 ms apart: 360 ms in all, against a 250 ms timeout.
+    let pieces: Vec<&'static [u8]> =
+        vec![b"*3\r\n", b"$1\r\na", b"\r\n", b":1", b"\r\n+O", b"K\r\n"];
+    let addr = trickling_shard(pieces, Duration::from_millis(60)).await;
+    let health = Arc::new(Health::new(1, 1, None));
+    let up = Upstream::spawn(settings(addr, Some(Duration::from_millis(250)), health));
+    let reply = call(&up, b"*1\r\n$4\r\nPING\r\n").await.await;
+    assert_eq!(
+        reply,
+        Ok(Bytes::from_static(b"*3\r\n$1\r\na\r\n:1\r\n+OK\r\n"))
+    );
+}
+
+#[tokio::test]
+async fn a_reply_that_stops_halfway_times_out() {
+    let addr = trickling_shard(vec![b"*2\r\n:1\r\n"], Duration::from_millis(10)).await;
+    let health = Arc::new(Health::new(1, 1, None));
+    let up = Upstream::spawn(settings(addr, Some(Duration::from_millis(200)), health));
+    let start = tokio::time::Instant::now();
+    let reply = call(&up, b"*1\r\n$4\r\nPING\r\n").await.await;
+    assert!(
+        matches!(reply, Err(UpstreamError::Timeout { ms: 200, .. })),
+        "{reply:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_refused_auth_is_an_auth_error_and_no_failure() {
+    let addr = trickling_shard(
+        vec![b"-WRONGPASS invalid username-password pair\r\n"],
+        Duration::ZERO,
+    )
+    .await;
+    let health = Arc::new(Health::new(1, 10, None));
+    let mut s = settings(addr, None, health.clone());
+    s.auth = Some("wrong".into());
+    let up = Upstream::spawn(s);
+    let reply = call(&up, b"*1\r\n$4\r\nPING\r\n").await.await;
+    assert!(
+        matches!(&reply, Err(UpstreamError::Auth { reason, .. }) if reason.starts_with("WRONGPASS")),
+        "{reply:?}"
+    );
+    assert_eq!(health.failures(), 0, "not counted toward ejection");
 }

@@ -86,6 +86,14 @@ pub fn redis() -> RedisServer {
     RedisServer::start().expect("redis-server starts (hack/install-test-deps.sh)")
 }
 
+/// A redis-server shard that requires `password`.
+pub fn redis_with_password(password: &str) -> RedisServer {
+    let shard = redis();
+    let set = Client::connect(shard.port).cmd(&["CONFIG", "SET", "requirepass", password]);
+    assert_eq!(set, ok(), "CONFIG SET requirepass");
+    shard
+}
+
 /// A memcached shard (tessera-testing's launcher, killed on drop) with room
 /// for every key of the compatibility tests at once.
 pub fn memcached() -> Memcached {
@@ -137,10 +145,34 @@ pub fn ambassador(pool_file: &Path, port: u16, extra: &[&str]) -> Proc {
     }
 }
 
-/// A blocking RESP client with a read timeout.
+/// Writes the pool file `text(port)` for a free `port` into a new
+/// directory and starts the ambassador on it with `extra` flags; the
+/// directory lives as long as the returned handle.
+pub fn start_pool(text: impl FnOnce(u16) -> String, extra: &[&str]) -> (Proc, tempfile::TempDir) {
+    let dir = tempdir();
+    let port = free_port();
+    let path = dir.path().join("pool.yml");
+    write(&path, &text(port));
+    (ambassador(&path, port, extra), dir)
+}
+
+/// A blocking RESP client with a read timeout. Replies are framed as the
+/// proxy frames shard replies (any depth, any size).
 pub struct Client {
     stream: TcpStream,
     buf: BytesMut,
+    framer: resp::ReplyFramer,
+}
+
+/// Replies are trusted here: only the depth of the recursive decoder is
+/// bounded, far past anything the tests send.
+fn reply_limits() -> resp::Limits {
+    resp::Limits {
+        max_bulk_len: 1 << 40,
+        max_array_len: 1 << 40,
+        max_depth: 1000,
+        max_line_len: 1 << 40,
+    }
 }
 
 impl Client {
@@ -153,6 +185,7 @@ impl Client {
         Client {
             stream,
             buf: BytesMut::new(),
+            framer: resp::ReplyFramer::new(),
         }
     }
 
@@ -160,25 +193,11 @@ impl Client {
         self.stream.write_all(bytes).unwrap();
     }
 
-    /// Reads one reply; `None` when the server closed the connection.
-    pub fn read(&mut self) -> Option<Value> {
+    /// Reads one reply as it came; `Ok(None)` when the server closed.
+    pub fn try_read_raw(&mut self) -> std::io::Result<Option<bytes::Bytes>> {
         loop {
-            if let Some(v) = resp::decode(&mut self.buf, &resp::Limits::default()).unwrap() {
-                return Some(v);
-            }
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    pub fn try_read(&mut self) -> std::io::Result<Option<Value>> {
-        loop {
-            if let Some(v) = resp::decode(&mut self.buf, &resp::Limits::default()).unwrap() {
-                return Ok(Some(v));
+            if let Some(len) = self.framer.next_frame(&self.buf).unwrap() {
+                return Ok(Some(self.buf.split_to(len).freeze()));
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
@@ -187,6 +206,27 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    pub fn try_read(&mut self) -> std::io::Result<Option<Value>> {
+        Ok(self.try_read_raw()?.map(|frame| {
+            resp::decode(&mut BytesMut::from(&frame[..]), &reply_limits())
+                .unwrap()
+                .expect("a complete frame")
+        }))
+    }
+
+    /// Reads one reply; `None` when the server closed the connection.
+    pub fn read(&mut self) -> Option<Value> {
+        self.try_read()
+            .unwrap_or_else(|e| panic!("read failed: {e}"))
+    }
+
+    /// Reads one reply's raw bytes; panics when the server closed.
+    pub fn read_raw(&mut self) -> bytes::Bytes {
+        self.try_read_raw()
+            .unwrap_or_else(|e| panic!("read failed: {e}"))
+            .expect("connection closed")
     }
 
     pub fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Value {

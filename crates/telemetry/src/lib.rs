@@ -1,6 +1,14 @@
-//! Logging flags and tracing setup shared by every Tessera binary, so that
-//! one pod spec (`TESSERA_LOG_FORMAT`, `TESSERA_LOG_LEVEL`) configures every
-//! container in it the same way.
+//! What every Tessera binary shares at run time, so that they all behave
+//! alike in a pod:
+//!
+//! - the logging flags and tracing setup: one pod spec
+//!   (`TESSERA_LOG_FORMAT`, `TESSERA_LOG_LEVEL`) configures every container
+//!   in it the same way;
+//! - [`signals`]: SIGTERM and SIGINT drain, SIGHUP, SIGUSR1 and SIGUSR2 never
+//!   end the process;
+//! - [`http`]: the server behind every `/metrics`, `/healthz`, `/readyz`
+//!   endpoint, hardened once (accept-error backoff, header-read timeout,
+//!   connection cap, graceful drain).
 //!
 //! ```no_run
 //! use clap::Parser;
@@ -18,6 +26,13 @@
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+
+pub mod http;
+pub mod signals;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use signals::{Signal, Signals};
 
 /// How log lines are written to stderr: `text` for people, `json` (one
 /// object per line) for log collectors.
@@ -77,31 +92,6 @@ pub fn init(args: &LogArgs) {
     match args.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C, so that every
-/// binary drains and exits the same way when its pod stops.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            // No SIGTERM handler could be installed: Ctrl-C still works.
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -36,6 +36,9 @@ use context::{Context, Stores};
 use leader::{LeaderElector, LeaseConfig};
 use metrics::Metrics;
 
+/// How long a stopping controller may take to finish its reconciles.
+const CONTROLLER_DRAIN: Duration = Duration::from_secs(5);
+
 /// Settings of `tessera-operator run`, from the CLI.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -53,6 +56,10 @@ pub struct RunConfig {
 /// Runs until SIGTERM/SIGINT (Ok) or until the leader Lease is lost (Err,
 /// so that the process exits and restarts as a standby).
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    // First: until the handlers are in, SIGHUP, SIGUSR1 and SIGUSR2 would
+    // end the process.
+    let signals =
+        tessera_telemetry::Signals::install().context("installing the signal handlers")?;
     let client = Client::try_default()
         .await
         .context("no Kubernetes client configuration (KUBECONFIG or in-cluster)")?;
@@ -61,16 +68,27 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let listener = http::bind(cfg.metrics_addr)
         .await
         .with_context(|| format!("binding the metrics address {}", cfg.metrics_addr))?;
-    tokio::spawn(http::serve(listener, metrics.clone(), health.clone()));
 
     // `stop` turns true on SIGTERM/SIGINT or when leadership is lost.
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal_tx = stop_tx.clone();
     tokio::spawn(async move {
-        tessera_telemetry::shutdown_signal().await;
-        info!("shutdown signal received");
+        signals
+            .shutdown(tessera_telemetry::signals::nothing_to_reopen)
+            .await;
         let _ = signal_tx.send(true);
     });
+    // The endpoints drain with the controllers; the process exits when
+    // `run` returns, so the drain only lets answers in progress finish.
+    let mut http_stop = stop_rx.clone();
+    tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        },
+    ));
 
     let leading = Arc::new(AtomicBool::new(false));
     let lost = Arc::new(AtomicBool::new(false));
@@ -290,7 +308,7 @@ async fn run_controller<K: Managed>(
         namespace = ns.unwrap_or("<all>"),
         "starting controller"
     );
-    Controller::new(
+    let controller = Controller::new(
         api::<K>(&client, ns),
         watcher::Config::default().any_semantic(),
     )
@@ -306,11 +324,32 @@ async fn run_controller<K: Managed>(
     .for_each(|res| {
         match res {
             Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+            // The watch of the kind itself failed: most often its CRD is
+            // not installed (yet) or RBAC forbids the list. The watch
+            // retries with backoff; the user must see why nothing happens.
+            Err(controller::Error::QueueError(e)) => {
+                warn!(kind = K::METRIC_KIND, error = %e, "cannot watch the resources (is the CRD installed?)")
+            }
             Err(e) => debug!(error = %e, "reconcile failed"),
         }
         futures::future::ready(())
-    })
-    .await;
+    });
+    // kube-runtime holds its runner until the kind's own cache has synced,
+    // and a graceful shutdown waits for the runner: without the CRD, it
+    // would wait forever and the kubelet would have to kill the process.
+    // Reconciles are idempotent, so abandoning one in flight is safe.
+    let mut drain = stop.clone();
+    tokio::select! {
+        () = controller => {}
+        () = async move {
+            let _ = drain.wait_for(|s| *s).await;
+            tokio::time::sleep(CONTROLLER_DRAIN).await;
+        } => warn!(
+            kind = K::METRIC_KIND,
+            after = ?CONTROLLER_DRAIN,
+            "the controller did not stop in time; abandoning it"
+        ),
+    }
     pod_task.abort();
     info!(kind = K::METRIC_KIND, "controller stopped");
 }

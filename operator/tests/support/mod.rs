@@ -195,7 +195,12 @@ pub async fn operator_kubeconfig(client: &Client) -> PathBuf {
         .status
         .expect("token status")
         .token;
+    kubeconfig_with_token(&token, "operator")
+}
 
+/// A kubeconfig for the local API server that authenticates with `token`,
+/// written to a temp folder under `name`.
+pub fn kubeconfig_with_token(token: &str, name: &str) -> PathBuf {
     let admin: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(kubeconfig()).unwrap()).unwrap();
     let mut cluster = admin["clusters"][0]["cluster"].clone();
@@ -218,7 +223,7 @@ pub async fn operator_kubeconfig(client: &Client) -> PathBuf {
     });
     let dir = std::env::temp_dir().join(format!("tessera-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("operator.kubeconfig");
+    let path = dir.join(format!("{name}.kubeconfig"));
     std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
     path
 }

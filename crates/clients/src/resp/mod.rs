@@ -6,12 +6,16 @@
 //!
 //! Every length read from the wire is checked against [`Limits`] before any
 //! memory is reserved: a peer announcing a 2 GB bulk string gets an error, not
-//! an allocation.
+//! an allocation. Those limits are for untrusted input (a proxy's clients,
+//! an engine a probe does not trust); a proxy frames the replies of its
+//! servers with [`ReplyFramer`], which follows any depth and size.
 
 use bytes::{Buf, Bytes, BytesMut};
 
 mod encode;
+mod framer;
 pub use encode::{encode, encode_command};
+pub use framer::ReplyFramer;
 
 #[cfg(test)]
 mod tests;
@@ -141,6 +145,11 @@ fn scan(
     let Some(&kind) = buf.get(pos) else {
         return Ok(None);
     };
+    // Refuse a wrong type byte at once, not after waiting for its line: a
+    // client typing an inline command gets its answer without pressing on.
+    if !matches!(kind, b'+' | b'-' | b':' | b'$' | b'*') {
+        return Err(DecodeError::InvalidType(kind));
+    }
     let Some(line_end) = find_crlf(buf, pos + 1, limits.max_line_len)? else {
         return Ok(None);
     };
