@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 packages=(redis-server memcached zookeeper etcd-server prometheus nutcracker libmemcached-tools maven mmdebstrap buildah)
 # The real node of hack/controlplane.sh (its own containerd, not the service).
-packages+=(containerd runc containernetworking-plugins iptables conntrack)
+packages+=(containerd runc containernetworking-plugins iptables conntrack socat)
 command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
 
 missing=()

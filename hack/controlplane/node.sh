@@ -19,10 +19,14 @@ NODE_CIDR="${TESSERA_NODE_CIDR:-10.89.0.0/24}"
 SERVICE_CIDR=10.0.0.0/24
 CLUSTER_DOMAIN=cluster.local
 KWOK_TAINT="kwok.x-k8s.io/node=fake:NoSchedule"
-NODE_COMPONENTS=(containerd kubelet kube-proxy coredns volume-perms)
+# socat forwards the API server (bound to 127.0.0.1) to pods: see node_api_up.
+NODE_COMPONENTS=(containerd kubelet kube-proxy coredns volume-perms socat)
 # Where the controller-manager's hostPath provisioner creates volumes.
 HOSTPATH_PV_DIR=/tmp/hostpath_pv
-NODE_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack)
+NODE_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack socat)
+# Pods reach the API server through the 'kubernetes' Service, whose
+# endpoint is this port on the bridge address.
+NODE_API_PORT="${TESSERA_NODE_API_PORT:-6443}"
 SANDBOX_IMAGE=tessera.local/pause:catatonit
 NODE="$RUN/node"
 GUARD_CHAIN=TESSERA-NODE-GUARD
@@ -64,6 +68,9 @@ node_preflight() {
   [ -z "$holder" ] || die "the node's bridge address $ip is already on interface $holder; pick another subnet with TESSERA_NODE_CIDR (now $NODE_CIDR)"
   if ip -o -4 route show to "$NODE_CIDR" | grep -qv " dev $NODE_BRIDGE "; then
     die "a route for $NODE_CIDR already exists ($(ip -o -4 route show to "$NODE_CIDR" | head -1)); pick another subnet with TESSERA_NODE_CIDR"
+  fi
+  if ss -Hltn "sport = :$NODE_API_PORT" | awk '{print $4}' | grep -qE "^($ip|0\.0\.0\.0|\*|\[::\]):$NODE_API_PORT$"; then
+    die "TCP port $NODE_API_PORT on $ip is taken ($(ss -Hltnp "sport = :$NODE_API_PORT" | head -1)); pods reach the API server there: pick another with TESSERA_NODE_API_PORT"
   fi
   if ss -Hlun "sport = :53" | awk '{print $4}' | grep -qE "^($ip|0\.0\.0\.0|\*|\[::\]):53$"; then
     die "UDP port 53 on $ip is taken ($(ss -Hlunp "sport = :53" | head -1)); cluster DNS needs it"
@@ -259,7 +266,11 @@ podLogsDir: $NODE/pod-logs
 # Locally imported images cannot be pulled again: never collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: 100Mi, nodefs.available: "1%", imagefs.available: "1%"}
+# Under disk pressure the kubelet deletes every image no container uses,
+# whatever the GC thresholds (containerd 1.6 cannot pin them), and the next
+# pod fails with ErrImageNeverPull. Builds on a developer machine come and
+# go by gigabytes, so pressure starts only when the disk is really full.
+evictionHard: {memory.available: 100Mi, nodefs.available: 200Mi, imagefs.available: 200Mi}
 maxPods: 110
 serializeImagePulls: false
 EOF
@@ -344,9 +355,40 @@ node_up() { # node_up <api url>
   start kube-proxy "$BIN/kube-proxy" --config "$NODE/kube-proxy.yaml" -v=1
   start coredns "$coredns_bin" -conf "$NODE/Corefile"
   start volume-perms /usr/bin/bash "$here/controlplane/volume-perms.sh" "$HOSTPATH_PV_DIR"
+  node_api_up "$1"
   wait_until "node $NODE_NAME Ready" kubelet node_ready
   wait_until "CoreDNS ready" coredns curl -sf "http://127.0.0.1:$dns_ready/ready"
   wait_until "kube-proxy healthy" kube-proxy curl -sf "http://127.0.0.1:$proxy_healthz/healthz"
+}
+
+# Pods (the operator installed by Helm, Prometheus) reach the API server as
+# in any cluster: the 'kubernetes' Service (10.0.0.1:443, a name in the
+# serving certificate) and the in-cluster ServiceAccount token. The API
+# server stays bound to 127.0.0.1, so nothing outside this machine reaches
+# it; socat relays the bridge address to it, and the Service's endpoint
+# slice, which the API server's own reconciler would point at 127.0.0.1
+# (refused by validation), is written here instead.
+node_api_up() { # node_api_up <api url>
+  local ip; ip=$(node_ip)
+  start socat "$(command -v socat)" "TCP-LISTEN:$NODE_API_PORT,bind=$ip,fork,reuseaddr" "TCP:127.0.0.1:${1##*:}"
+  "${k[@]}" apply --server-side --field-manager tessera-controlplane -f - >/dev/null <<EOF || fail_up "writing the endpoints of the kubernetes Service failed"
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kubernetes
+  namespace: default
+  labels:
+    kubernetes.io/service-name: kubernetes
+    endpointslice.kubernetes.io/managed-by: tessera-controlplane
+addressType: IPv4
+endpoints:
+  - addresses: ["$ip"]
+    conditions: {ready: true}
+ports:
+  - name: https
+    port: $NODE_API_PORT
+    protocol: TCP
+EOF
 }
 
 # Stop every pod's containers: the kubelet is gone by now, so ask containerd
@@ -367,6 +409,7 @@ node_kill_containers() {
 
 node_down() {
   [ -d "$NODE" ] || return 0
+  stop_component socat
   stop_component volume-perms
   stop_component coredns
   stop_component kube-proxy
