@@ -86,8 +86,12 @@ fn parse_filter(s: &str) -> Result<String, String> {
 /// thing in `main`.
 pub fn init(args: &LogArgs) {
     let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a container's log
+    // (kubectl logs, a log shipper) they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.init(),
