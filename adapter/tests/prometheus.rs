@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Adapter, eventually};
 use tessera_adapter::schema::core;
-use tessera_testing::{Process, RedisServer, ZooKeeper, free_ports, http_get};
+use tessera_testing::{Prometheus, RedisServer, ZooKeeper, dashboard_queries};
 
 fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
@@ -28,57 +28,19 @@ fn real_prometheus_scrapes_redis_and_zookeeper_adapters() {
     let ra = Adapter::start("redis", &redis.addr(), &[]);
     let za = Adapter::start("zookeeper", &zk.addr(), &[]);
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {rules}\n\
-             scrape_configs:\n  - job_name: tessera-adapter\n    static_configs:\n      \
-             - targets: ['127.0.0.1:{r}', '127.0.0.1:{z}']\n",
-            rules = repo_file(RULES).display(),
-            r = ra.port,
-            z = za.port,
-        ),
-    )
-    .unwrap();
-    let port = free_ports(1)[0];
-    let mut prom = Process::spawn(
-        "prometheus",
-        "prometheus",
-        vec![
-            format!("--config.file={}", config.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-        ],
-        vec![],
-        dir.path().join("prometheus.log"),
-    )
-    .expect("spawn prometheus (Debian package prometheus)");
-    prom.wait_until(Duration::from_secs(60), || {
-        match http_get(port, "/-/ready", &[], Duration::from_secs(2))? {
-            (200, _) => Ok(()),
-            (s, b) => Err(format!("/-/ready {s}: {b}")),
-        }
-    })
-    .expect("prometheus ready");
+    let scrape = format!(
+        "  - job_name: tessera-adapter\n    static_configs:\n      \
+         - targets: ['127.0.0.1:{r}', '127.0.0.1:{z}']\n",
+        r = ra.port,
+        z = za.port,
+    );
+    let prom = Prometheus::start(&scrape, Some(&repo_file(RULES)))
+        .expect("prometheus (Debian package prometheus)");
 
     let up_engines = eventually(Duration::from_secs(60), || {
-        let (status, body) = http_get(
-            port,
-            "/api/v1/query?query=tessera_up%20%3D%3D%201",
-            &[],
-            Duration::from_secs(5),
-        )?;
-        if status != 200 {
-            return Err(format!("query {status}: {body}"));
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-        let mut engines: Vec<String> = v["data"]["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let result = prom.query("tessera_up == 1")?;
+        let mut engines: Vec<String> = result
+            .iter()
             .filter(|r| r["value"][1] == "1")
             .filter_map(|r| r["metric"]["engine"].as_str().map(String::from))
             .collect();
@@ -86,14 +48,13 @@ fn real_prometheus_scrapes_redis_and_zookeeper_adapters() {
         if engines == ["redis", "zookeeper"] {
             Ok(engines)
         } else {
-            Err(format!("tessera_up == 1 for {engines:?}: {body}"))
+            Err(format!("tessera_up == 1 for {engines:?}: {result:?}"))
         }
     });
     assert_eq!(up_engines, ["redis", "zookeeper"]);
 
     // Prometheus loaded the rules file and evaluates the alerts.
-    let (status, body) = http_get(port, "/api/v1/rules", &[], Duration::from_secs(5)).unwrap();
-    assert_eq!(status, 200, "{body}");
+    let body = prom.api("/api/v1/rules").unwrap().to_string();
     for alert in [
         "TesseraInstanceDown",
         "TesseraNoLeader",
@@ -147,8 +108,7 @@ fn dashboard_uses_only_the_uniform_schema() {
     .iter()
     .map(|d| d.name)
     .collect();
-    let mut exprs = Vec::new();
-    collect_exprs(&dash, &mut exprs);
+    let exprs = dashboard_queries(&dash);
     assert!(exprs.len() >= 10, "{exprs:?}");
     let mut used = std::collections::BTreeSet::new();
     for e in &exprs {
@@ -179,20 +139,5 @@ fn dashboard_uses_only_the_uniform_schema() {
         "tessera_replicas_out_of_sync",
     ] {
         assert!(used.contains(must), "dashboard does not show {must}");
-    }
-}
-
-fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
-                match (k.as_str(), v) {
-                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
-                    _ => collect_exprs(v, out),
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
-        _ => {}
     }
 }

@@ -11,6 +11,7 @@
 
 mod engines;
 mod process;
+mod prometheus;
 mod wire;
 
 pub use engines::etcd::Etcd;
@@ -19,4 +20,5 @@ pub use engines::memcached::Memcached;
 pub use engines::redis::RedisServer;
 pub use engines::zookeeper::{ZooKeeper, ZooKeeperEnsemble};
 pub use process::{LaunchError, Process, free_ports};
+pub use prometheus::{Prometheus, dashboard_queries, url_encode};
 pub use wire::{exchange, http_get};
