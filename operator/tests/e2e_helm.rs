@@ -1,0 +1,632 @@
+//! `helm install` for real: the chart in charts/tessera, the operator running
+//! in the cluster from the locally built image on the real node, engines
+//! brought to Ready by it, a real Prometheus scraping them as the chart's
+//! PodMonitor selects them, then `helm upgrade` and `helm uninstall`.
+//!
+//! Needs `hack/controlplane.sh up` with the real node and the images loaded
+//! (`make images`); helm comes with the control plane's binaries.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::*;
+use tessera_api::Ensemble;
+use tessera_testing::{Prometheus, dashboard_queries};
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// The chart's default leaderElection.leaseSeconds.
+const LEASE_SECONDS: u64 = 15;
+/// The Prometheus operator whose CRDs (PodMonitor, ServiceMonitor,
+/// PrometheusRule) the server-side dry run needs; its Go module carries them.
+const PROMETHEUS_OPERATOR: &str = "github.com/prometheus-operator/prometheus-operator@v0.85.0";
+
+fn chart() -> PathBuf {
+    repo_root().join("charts/tessera")
+}
+
+fn local_values() -> PathBuf {
+    chart().join("ci/local-values.yaml")
+}
+
+fn helm(args: &[&str]) -> Output {
+    Command::new("helm")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::null())
+        .output()
+        .expect("helm (built with the control plane: eval \"$(hack/controlplane.sh env)\")")
+}
+
+fn helm_ok(args: &[&str]) -> String {
+    let out = helm(args);
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `helm template` offline; the cluster is 1.34 like the local one.
+fn template(extra: &[&str]) -> Output {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "tessera",
+        chart.to_str().unwrap(),
+        "--kube-version",
+        "1.34.0",
+    ];
+    args.extend_from_slice(extra);
+    helm(&args)
+}
+
+/// A value the chart must refuse, with every `expected` phrase in the error.
+fn assert_refused(set: &[&str], expected: &[&str]) {
+    let out = template(set);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{set:?} was accepted");
+    for phrase in expected {
+        assert!(err.contains(phrase), "{set:?}: {phrase:?} not in:\n{err}");
+    }
+}
+
+#[test]
+fn the_chart_lints_clean_and_bad_values_are_refused_naming_the_value() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    helm_ok(&["lint", "--strict", chart]);
+    helm_ok(&[
+        "lint",
+        "--strict",
+        chart,
+        "-f",
+        local_values().to_str().unwrap(),
+    ]);
+    helm_ok(&["lint", "--strict", chart, "--set", "watchNamespaces={a,b}"]);
+
+    assert_refused(
+        &["--set", "replicaCount=0"],
+        &["/replicaCount", "minimum: got 0, want 1"],
+    );
+    assert_refused(
+        &["--set", "replicaCount=two"],
+        &["/replicaCount", "got string, want integer"],
+    );
+    assert_refused(
+        &["--set", "replicas=2"],
+        &["additional properties 'replicas' not allowed"],
+    );
+    assert_refused(
+        &["--set", "engineImages.mysql=mysql:8"],
+        &["/engineImages", "'mysql' not allowed"],
+    );
+    assert_refused(&["--set", "logFormat=xml"], &["/logFormat", "json", "text"]);
+    assert_refused(
+        &["--set", "watchNamespaces={Not_A_Namespace}"],
+        &["/watchNamespaces/0"],
+    );
+    // A monitoring object without the Prometheus operator's API: refused
+    // with the way out, not silently dropped.
+    assert_refused(
+        &["--set", "monitoring.podMonitor.enabled=true"],
+        &[
+            "monitoring.podMonitor.enabled is true",
+            "--api-versions monitoring.coreos.com/v1/PodMonitor",
+        ],
+    );
+}
+
+/// The chart's RBAC comes from files/operator-rbac.yaml, minus the Lease
+/// rules, which it grants in the release namespace only.
+#[test]
+fn the_chart_grants_the_rules_of_the_rbac_file_and_leases_only_in_its_namespace() {
+    let out = template(&["--namespace", "ops"]);
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_slice(&out.stdout)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &Value| !v.is_null())
+        .collect();
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let file: Vec<Value> = serde_yaml::Deserializer::from_str(
+        &std::fs::read_to_string(chart().join("files/operator-rbac.yaml")).unwrap(),
+    )
+    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+    .collect();
+    let file_rules: Vec<Value> = file.iter().find(|d| d["kind"] == "ClusterRole").unwrap()["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["apiGroups"][0] != "coordination.k8s.io")
+        .cloned()
+        .collect();
+    let role = find("ClusterRole", "tessera");
+    assert_eq!(role["rules"].as_array().unwrap(), &file_rules);
+    let lease = find("Role", "tessera-lease");
+    assert_eq!(lease["metadata"]["namespace"], "ops");
+    assert_eq!(lease["rules"][1]["resourceNames"], json!(["tessera"]));
+    let deploy = find("Deployment", "tessera");
+    let env = &deploy["spec"]["template"]["spec"]["containers"][0]["env"];
+    let var = |name: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(var("TESSERA_LEASE_NAMESPACE"), Some(json!("ops")));
+    assert_eq!(var("TESSERA_LEASE_NAME"), Some(json!("tessera")));
+
+    // Namespaced mode: a Role per watched namespace, no ClusterRole.
+    let out = template(&["--namespace", "ops", "--set", "watchNamespaces={a,b}"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("kind: ClusterRole\n"), "{text}");
+    assert!(text.contains("namespace: a\n") && text.contains("namespace: b\n"));
+}
+
+/// charts/tessera/ci/local-values.yaml is what the tests install with: its
+/// images must be the ones hack/images.sh builds and loads.
+#[test]
+fn local_values_name_the_images_built_here() {
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(local_values()).unwrap()).unwrap();
+    let images = |arg: &str| {
+        let out = Command::new(repo_root().join("hack/images.sh"))
+            .arg(arg)
+            .output()
+            .expect("hack/images.sh");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let map = images("engine-map");
+    for pair in map.trim().split(',') {
+        let (engine, image) = pair.split_once('=').unwrap();
+        assert_eq!(
+            values["engineImages"][engine].as_str(),
+            Some(image),
+            "engineImages.{engine} in {}",
+            local_values().display()
+        );
+    }
+    let tessera = format!(
+        "{}:{}",
+        values["image"]["repository"].as_str().unwrap(),
+        values["image"]["tag"].as_str().unwrap()
+    );
+    assert!(
+        images("list").split_whitespace().any(|w| w == tessera),
+        "{tessera} is not an image hack/images.sh builds"
+    );
+    assert_eq!(values["image"]["pullPolicy"], "Never");
+}
+
+/// The Prometheus operator's CRDs, from its Go module (cached by Go).
+fn install_monitoring_crds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", PROMETHEUS_OPERATOR])
+        .current_dir(dir.path())
+        .output()
+        .expect("go");
+    assert!(out.status.success(), "go mod download: {out:?}");
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let crds = Path::new(info["Dir"].as_str().unwrap()).join("example/prometheus-operator-crd");
+    for kind in ["podmonitors", "servicemonitors", "prometheusrules"] {
+        let file = crds.join(format!("monitoring.coreos.com_{kind}.yaml"));
+        kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    }
+    kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=Established",
+        "crd/podmonitors.monitoring.coreos.com",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    ]);
+}
+
+/// Pipes `manifests` through `kubectl apply --dry-run=server`.
+fn server_dry_run(namespace: &str, manifests: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(["apply", "--dry-run=server", "-n", namespace, "-f", "-"])
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().unwrap().write_all(manifests).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn the_rendered_chart_is_accepted_by_the_api_server_with_monitoring_on_and_off() {
+    install_monitoring_crds();
+    let client = admin().await;
+    let ns = TestNs::new(&client, "helm-dry-run").await;
+    let monitoring_on = [
+        "--api-versions",
+        "monitoring.coreos.com/v1/PodMonitor",
+        "--api-versions",
+        "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions",
+        "monitoring.coreos.com/v1/PrometheusRule",
+        "--set",
+        "monitoring.podMonitor.enabled=true",
+        "--set",
+        "monitoring.serviceMonitor.enabled=true",
+        "--set",
+        "monitoring.prometheusRule.enabled=true",
+    ];
+    let watch = format!("watchNamespaces={{{}}}", ns.name);
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("monitoring off", vec![]),
+        ("monitoring on", monitoring_on.to_vec()),
+        (
+            "monitoring on, namespaced",
+            [&monitoring_on[..], &["--set", &watch]].concat(),
+        ),
+    ];
+    for (what, extra) in cases {
+        let mut args = vec!["--namespace", ns.name.as_str()];
+        args.extend_from_slice(&extra);
+        let out = template(&args);
+        assert!(out.status.success(), "{what}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if what.starts_with("monitoring on") {
+            for kind in ["PodMonitor", "ServiceMonitor", "PrometheusRule"] {
+                assert!(
+                    text.contains(&format!("kind: {kind}\n")),
+                    "{what}: no {kind}"
+                );
+            }
+        }
+        let applied = server_dry_run(&ns.name, &out.stdout);
+        assert!(
+            applied.status.success(),
+            "{what}: the API server refused the chart:\n{}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+    }
+}
+
+/// The Lease as seen at one moment: holder and renew time.
+async fn lease_record(leases: &Api<Lease>) -> Option<(String, String)> {
+    let l = leases.get_opt("tessera").await.ok()??;
+    let spec = l.spec?;
+    Some((spec.holder_identity?, format!("{:?}", spec.renew_time?.0)))
+}
+
+// Multi-threaded: the Lease is watched while `helm upgrade --wait` blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
+    let ns = TestNs::on_real_node("helm").await;
+    let client = admin().await;
+    install_crds(&client).await;
+    let chart = chart();
+    let values = local_values();
+    let watch = format!("watchNamespaces={{{}}}", ns.name);
+    // Namespaced: the operator must not touch the other tests' namespaces.
+    let install = |verb: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            verb,
+            "tessera",
+            chart.to_str().unwrap(),
+            "--namespace",
+            ns.name.as_str(),
+            "-f",
+            values.to_str().unwrap(),
+            "--set",
+            watch.as_str(),
+            "--wait",
+            "--timeout",
+            "3m",
+        ];
+        args.extend_from_slice(extra);
+        helm_ok(&args)
+    };
+
+    // Install: two operator pods from the local image, one leading.
+    let notes = install("install", &[]);
+    assert!(
+        notes.contains("kubectl apply --server-side -f <chart>/crds/"),
+        "{notes}"
+    );
+    let pods: Api<Pod> = ns.api();
+    let operator_pods = || async {
+        let lp = ListParams::default().labels("app.kubernetes.io/name=tessera-operator");
+        pods.list(&lp).await.unwrap().items
+    };
+    let first = operator_pods().await;
+    assert_eq!(first.len(), 2, "operator pods");
+    for p in &first {
+        let spec = p.spec.as_ref().unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("tessera-node"));
+        assert_eq!(
+            spec.containers[0].image.as_deref(),
+            Some("tessera.local/tessera:dev")
+        );
+        assert!(tessera_operator::reconcile::status::pod_ready(p), "{p:?}");
+    }
+    let leases: Api<Lease> = ns.api();
+    let (leader, _) = ns
+        .wait_for("the leader Lease", MINUTE, || async {
+            lease_record(&leases).await
+        })
+        .await;
+    let first_names: Vec<String> = first
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    assert!(
+        first_names.contains(&leader),
+        "{leader} leads, pods {first_names:?}"
+    );
+
+    // The examples, reconciled by the operator in the cluster, run.
+    for example in ["ensemble-zookeeper.yaml", "ensemble-etcd.yaml"] {
+        ns.apply_file(&repo_root().join("examples").join(example));
+    }
+    let ensembles: Api<Ensemble> = ns.api();
+    for name in ["zk", "etcd"] {
+        ns.wait_for(&format!("Ensemble {name} Ready"), 4 * MINUTE, || async {
+            let e = ensembles.get(name).await.ok()?;
+            (condition(&e, "Ready")?.0 == "True").then_some(())
+        })
+        .await;
+    }
+
+    // A real Prometheus, selecting pods as the chart's PodMonitor does and
+    // the operator as its ServiceMonitor does.
+    let sd = tempfile::tempdir().unwrap();
+    let (engines_sd, operator_sd) = (
+        sd.path().join("engines.json"),
+        sd.path().join("operator.json"),
+    );
+    discover(&pods, &engines_sd, &operator_sd).await;
+    let prom = Prometheus::start(&scrape_configs(&ns.name, &engines_sd, &operator_sd), None)
+        .expect("prometheus (Debian package prometheus)");
+    let engine_pods: Vec<String> = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=tessera-operator"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(engine_pods.len(), 6, "{engine_pods:?}");
+    let healthy = ns
+        .wait_for(
+            "every engine pod and operator pod scraped",
+            2 * MINUTE,
+            || async {
+                discover(&pods, &engines_sd, &operator_sd).await;
+                let targets = prom.targets().ok()?;
+                let up = |job: &str| -> Vec<String> {
+                    targets
+                        .iter()
+                        .filter(|t| t["scrapePool"].as_str().is_some_and(|p| p.starts_with(job)))
+                        .filter(|t| t["health"] == "up")
+                        .filter_map(|t| t["labels"]["pod"].as_str().map(String::from))
+                        .collect()
+                };
+                let engines = up("podMonitor/");
+                let operators = up("serviceMonitor/");
+                let all_engines = engine_pods.iter().all(|p| engines.contains(p));
+                (all_engines && operators.len() == 2).then_some((engines, operators))
+            },
+        )
+        .await;
+    assert_eq!(healthy.0.len(), 6, "{healthy:?}");
+
+    // Every panel of the dashboard shows data for these engines. Rates need
+    // two samples in their window, hence the wait.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart.join("dashboards/tessera-overview.json")).unwrap(),
+    )
+    .unwrap();
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 10, "{queries:?}");
+    for q in &queries {
+        // Grafana's variables: every engine and instance, a one-minute rate
+        // window. A trailing "> 0" only hides quiet series (no scrape
+        // errors): without it the series must exist.
+        let expr = q
+            .replace("$engine", ".*")
+            .replace("$instance", ".*")
+            .replace("$namespace", &ns.name)
+            .replace("$__rate_interval", "1m");
+        let expr = expr.strip_suffix(" > 0").unwrap_or(&expr).to_string();
+        ns.wait_for(&format!("data for {expr}"), MINUTE, || async {
+            let result = prom.query(&expr).ok()?;
+            (!result.is_empty()).then_some(())
+        })
+        .await;
+    }
+
+    // An upgrade with a changed value rolls both pods; the Lease is never
+    // without a live holder for as long as its duration.
+    let watch_lease = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            let mut last_change = Instant::now();
+            let mut last = lease_record(&leases).await;
+            let mut longest = Duration::ZERO;
+            let mut holders: Vec<String> = last.iter().map(|(h, _)| h.clone()).collect();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = lease_record(&leases).await;
+                if now != last {
+                    longest = longest.max(last_change.elapsed());
+                    last_change = Instant::now();
+                    if let Some((h, _)) = &now
+                        && !holders.contains(h)
+                    {
+                        holders.push(h.clone());
+                    }
+                    last = now;
+                }
+                if holders.len() >= 2 && last_change.elapsed() > Duration::from_secs(1) {
+                    // Done once a second holder has renewed at least once.
+                    return (longest, holders);
+                }
+            }
+        })
+    };
+    install("upgrade", &["--reuse-values", "--set", "logLevel=info"]);
+    let (longest, holders) = tokio::time::timeout(2 * MINUTE, watch_lease)
+        .await
+        .expect("a new leader after the upgrade")
+        .unwrap();
+    println!("upgrade: longest time without a Lease renewal {longest:?}, holders {holders:?}");
+    assert!(
+        longest < Duration::from_secs(LEASE_SECONDS),
+        "the Lease went {longest:?} without renewal during the roll (holders {holders:?})"
+    );
+    let after = operator_pods().await;
+    assert!(
+        after
+            .iter()
+            .all(|p| !first_names.contains(p.metadata.name.as_ref().unwrap())),
+        "the upgrade did not replace the operator pods"
+    );
+    let deploys: Api<Deployment> = ns.api();
+    let d = deploys.get("tessera").await.unwrap();
+    let container = &d.spec.unwrap().template.spec.unwrap().containers[0];
+    assert!(
+        container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| { e.name == "TESSERA_LOG_LEVEL" && e.value.as_deref() == Some("info") })
+    );
+
+    // Uninstall removes the operator; resources, their StatefulSets, pods
+    // and volumes stay (docs/helm.md).
+    helm_ok(&["uninstall", "tessera", "--namespace", &ns.name, "--wait"]);
+    assert!(deploys.get_opt("tessera").await.unwrap().is_none());
+    ns.wait_for("the operator pods gone", MINUTE, || async {
+        operator_pods().await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        ensembles
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    let sts: Api<StatefulSet> = ns.api();
+    assert_eq!(sts.list(&Default::default()).await.unwrap().items.len(), 2);
+    let pvcs: Api<PersistentVolumeClaim> = ns.api();
+    assert_eq!(pvcs.list(&Default::default()).await.unwrap().items.len(), 6);
+
+    // Nothing runs the claims finalizer any more: drop it so that the
+    // namespace can go.
+    for name in ["zk", "etcd"] {
+        ensembles
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Prometheus's scrape configuration: one job as the chart's PodMonitor
+/// (engine pods), one as its ServiceMonitor (the operator), named as the
+/// Prometheus operator names them, each reading its targets from a file.
+///
+/// Debian's Prometheus is built without Kubernetes service discovery, so
+/// [`discover`] plays that part: it lists the pods and keeps those the
+/// PodMonitor's selector and relabelling would (docs/helm.md shows the
+/// `kubernetes_sd_configs` equivalent).
+fn scrape_configs(namespace: &str, engines: &Path, operator: &Path) -> String {
+    format!(
+        "  - job_name: podMonitor/{namespace}/tessera-engines/0\n    \
+         file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n  \
+         - job_name: serviceMonitor/{namespace}/tessera/0\n    \
+         file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n",
+        engines.display(),
+        operator.display()
+    )
+}
+
+/// Writes the file_sd target groups: for each running pod with a container
+/// port named `metrics`, its address and the labels the chart's monitors
+/// give it. Engine pods are those the operator manages (and get `cluster`,
+/// the resource's name); operator pods are the chart's.
+async fn discover(pods: &Api<Pod>, engines: &Path, operator: &Path) {
+    let groups = |selector: &str| {
+        let pods = pods.clone();
+        let selector = selector.to_string();
+        async move {
+            let lp = ListParams::default().labels(&selector);
+            let mut out = Vec::new();
+            for p in pods.list(&lp).await.unwrap().items {
+                let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                let (Some(ip), false) =
+                    (ip, matches!(phase.as_deref(), Some("Failed" | "Succeeded")))
+                else {
+                    continue;
+                };
+                let labels = p.metadata.labels.clone().unwrap_or_default();
+                for c in &p.spec.as_ref().unwrap().containers {
+                    for port in c.ports.iter().flatten() {
+                        if port.name.as_deref() != Some("metrics") {
+                            continue;
+                        }
+                        let mut l = json!({
+                            "namespace": p.metadata.namespace,
+                            "pod": p.metadata.name,
+                            "container": c.name,
+                        });
+                        if let Some(instance) = labels.get("app.kubernetes.io/instance") {
+                            l["cluster"] = json!(instance);
+                        }
+                        out.push(json!({
+                            "targets": [format!("{ip}:{}", port.container_port)],
+                            "labels": l,
+                        }));
+                    }
+                }
+            }
+            out
+        }
+    };
+    let write = |path: &Path, v: Vec<Value>| {
+        // Prometheus re-reads the file when it changes: write it whole.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&v).unwrap()).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    };
+    write(
+        engines,
+        groups("app.kubernetes.io/managed-by=tessera-operator").await,
+    );
+    write(
+        operator,
+        groups("app.kubernetes.io/name=tessera-operator").await,
+    );
+}
