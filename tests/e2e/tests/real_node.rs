@@ -307,6 +307,30 @@ fn a_bridge_address_already_taken_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn a_taken_api_relay_port_is_refused_before_anything_starts() {
+    let state = tempfile_dir("api-port");
+    // Listening on every address takes the port on the bridge's too.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("a free port");
+    let port = taken.local_addr().unwrap().port().to_string();
+    // A subnet of its own, so that only the port is in the way.
+    let (ok, err) = controlplane_up(
+        &state,
+        &[
+            ("TESSERA_NODE_CIDR", "10.201.0.0/24"),
+            ("TESSERA_NODE_API_PORT", &port),
+        ],
+    );
+    assert!(!ok, "up must fail: {err}");
+    assert!(
+        err.contains(&format!("TCP port {port} on 10.201.0.1 is taken"))
+            && err.contains("TESSERA_NODE_API_PORT"),
+        "{err}"
+    );
+    assert!(!state.join("pids").exists(), "nothing was started");
+    std::fs::remove_dir_all(&state).ok();
+}
+
+#[test]
 fn a_second_controlplane_sh_while_one_runs_is_refused() {
     let state = tempfile_dir("second");
     std::fs::create_dir_all(&state).unwrap();
