@@ -147,7 +147,10 @@ fn the_chart_grants_the_rules_of_the_rbac_file_and_leases_only_in_its_namespace(
     )
     .map(|d| serde::Deserialize::deserialize(d).unwrap())
     .collect();
-    let file_rules: Vec<Value> = file.iter().find(|d| d["kind"] == "ClusterRole").unwrap()["rules"]
+    let file_rules: Vec<Value> = file
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "tessera-operator")
+        .expect("the ClusterRole tessera-operator in the RBAC file")["rules"]
         .as_array()
         .unwrap()
         .iter()

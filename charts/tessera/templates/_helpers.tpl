@@ -44,7 +44,7 @@ them in the release namespace only (lease-role.yaml).
 {{- $rules := list -}}
 {{- range regexSplit "(?m)^---\\s*$" (.Files.Get "files/operator-rbac.yaml") -1 -}}
 {{- $doc := fromYaml . -}}
-{{- if eq (get $doc "kind") "ClusterRole" -}}
+{{- if and (eq (get $doc "kind") "ClusterRole") (eq (get (get $doc "metadata") "name") "tessera-operator") -}}
 {{- range $doc.rules -}}
 {{- if not (has "coordination.k8s.io" .apiGroups) -}}
 {{- $rules = append $rules . -}}
@@ -53,7 +53,7 @@ them in the release namespace only (lease-role.yaml).
 {{- end -}}
 {{- end -}}
 {{- if not $rules -}}
-{{- fail "files/operator-rbac.yaml holds no ClusterRole rules" -}}
+{{- fail "files/operator-rbac.yaml holds no rules in the ClusterRole tessera-operator" -}}
 {{- end -}}
 {{- toYaml $rules -}}
 {{- end -}}
