@@ -1,14 +1,24 @@
-//! Benchmark: 200 Ensembles on the local control plane. Ignored by default;
-//! run it with
-//!   cargo test --release -p tessera-operator --test bench_ensembles -- --ignored --nocapture
-//! TESSERA_BENCH_COUNT and TESSERA_BENCH_REPLICAS change the load.
+//! Benchmark: 200 Ensembles on the local control plane, against the floor
+//! of that control plane: the same number of plain StatefulSets (same pod
+//! count, one claim each) created directly and waited on, in the same run.
+//! Ignored by default; run it with
+//!   cargo test --release -p tessera-operator --features e2e --test bench_ensembles -- --ignored --nocapture
+//! TESSERA_BENCH_COUNT and TESSERA_BENCH_REPLICAS change the load;
+//! TESSERA_BENCH_ALONE=1 also creates the Ensembles once with no operator
+//! running, to compare the create latency.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use support::*;
 use tessera_api::Ensemble;
 
@@ -19,6 +29,207 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Latencies of the creates, and how long the whole batch took.
+struct Creates {
+    total: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Creates {
+    fn pct(&self, p: f64) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let i = ((l.len() as f64 - 1.0) * p).round() as usize;
+        l.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    }
+
+    fn report(&self, what: &str) {
+        println!(
+            "BENCH {what}_created_in_s={:.1} create_p50_ms={:.0} create_p90_ms={:.0} create_max_ms={:.0}",
+            self.total.as_secs_f64(),
+            self.pct(0.5),
+            self.pct(0.9),
+            self.pct(1.0)
+        );
+    }
+}
+
+/// Creates `count` objects, 16 at a time, as the bench always has.
+async fn create_all<K, F>(api: &Api<K>, count: usize, make: F) -> Creates
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    F: Fn(usize) -> K,
+{
+    let start = Instant::now();
+    let latencies = futures::stream::iter(0..count)
+        .map(|i| {
+            let api = api.clone();
+            let obj = make(i);
+            async move {
+                let t = Instant::now();
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .expect("create");
+                t.elapsed()
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    Creates {
+        total: start.elapsed(),
+        latencies,
+    }
+}
+
+fn ensemble(i: usize, replicas: usize) -> Ensemble {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "tessera.dev/v1alpha1",
+        "kind": "Ensemble",
+        "metadata": {"name": format!("zk-{i:03}")},
+        "spec": {"engine": if i.is_multiple_of(2) { "zookeeper" } else { "etcd" }, "replicas": replicas},
+    }))
+    .unwrap()
+}
+
+/// A StatefulSet shaped like an Ensemble's where it costs the control plane
+/// work: `replicas` pods in parallel, one claim each. kwok never runs the
+/// container, so its image does not matter.
+fn plain_statefulset(i: usize, replicas: usize) -> StatefulSet {
+    let labels = serde_json::json!({"bench": format!("sts-{i:03}")});
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": format!("sts-{i:03}")},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": format!("sts-{i:03}"),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "floor:bench"}]}
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+/// Polls `ready` once a second until it counts `count`, calling `each`
+/// every round; returns the time since `start`.
+async fn wait_ready<K, F>(
+    api: &Api<K>,
+    count: usize,
+    start: Instant,
+    what: &str,
+    ready: F,
+    mut each: impl FnMut(),
+) -> Duration
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    F: Fn(&K) -> bool,
+{
+    loop {
+        each();
+        let list = api.list(&ListParams::default()).await.expect("list");
+        let n = list.items.iter().filter(|o| ready(o)).count();
+        if n == count {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "only {n}/{count} {what} ready after 600s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The API server's own view of request latency: sum and count of
+/// `apiserver_request_duration_seconds` for POSTs of `resource`, and the
+/// total time requests waited in priority-and-fairness queues, by
+/// priority level.
+async fn server_figures(client: &Client, resource: &str) -> (f64, f64, BTreeMap<String, f64>) {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap_or_default();
+    let label = |l: &str, key: &str| -> Option<String> {
+        let start = l.find(&format!("{key}=\""))? + key.len() + 2;
+        Some(l[start..].split('"').next()?.to_string())
+    };
+    let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let (mut sum, mut count) = (0.0, 0.0);
+    let mut waits = BTreeMap::new();
+    for l in text.lines() {
+        let post = l.contains("verb=\"POST\"") && label(l, "resource").as_deref() == Some(resource);
+        if l.starts_with("apiserver_request_duration_seconds_sum{") && post {
+            sum += value(l).unwrap_or(0.0);
+        } else if l.starts_with("apiserver_request_duration_seconds_count{") && post {
+            count += value(l).unwrap_or(0.0);
+        } else if l.starts_with("apiserver_flowcontrol_request_wait_duration_seconds_sum{") {
+            let level = label(l, "priority_level").unwrap_or_default();
+            *waits.entry(level).or_insert(0.0) += value(l).unwrap_or(0.0);
+        }
+    }
+    (sum, count, waits)
+}
+
+async fn server_delta<F, Fut, T>(client: &Client, resource: &str, what: &str, f: F) -> T
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let (s0, c0, w0) = server_figures(client, resource).await;
+    let out = f().await;
+    let (s1, c1, w1) = server_figures(client, resource).await;
+    let mean = if c1 > c0 {
+        (s1 - s0) / (c1 - c0) * 1000.0
+    } else {
+        0.0
+    };
+    let waits: Vec<String> = w1
+        .iter()
+        .map(|(k, v)| (k, v - w0.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0005)
+        .map(|(k, d)| format!("{k}={d:.2}s"))
+        .collect();
+    println!(
+        "BENCH {what}_server_post_mean_ms={mean:.0} apf_queue_wait=[{}]",
+        waits.join(" ")
+    );
+    out
+}
+
+/// Deletes a test namespace and waits until it is gone.
+async fn remove(client: &Client, ns: TestNs) {
+    let name = ns.name.clone();
+    let start = Instant::now();
+    drop(ns);
+    let api: Api<Namespace> = Api::all(client.clone());
+    while api.get_opt(&name).await.ok().flatten().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "namespace {name} still there after 300s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "BENCH removed_{name}_in_s={:.1}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn ensemble_ready(e: &Ensemble) -> bool {
+    e.status.as_ref().is_some_and(|s| {
+        s.common
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run explicitly"]
 async fn two_hundred_ensembles() {
@@ -27,6 +238,51 @@ async fn two_hundred_ensembles() {
     let client = admin().await;
     install_crds(&client).await;
     let kc = operator_kubeconfig(&client).await;
+
+    // The floor: plain StatefulSets, no operator running.
+    let floor = {
+        let ns = TestNs::new(&client, "bench-floor").await;
+        let api: Api<StatefulSet> = ns.api();
+        let start = Instant::now();
+        let creates = server_delta(&client, "statefulsets", "floor", || {
+            create_all(&api, count, |i| plain_statefulset(i, replicas))
+        })
+        .await;
+        creates.report("floor");
+        let ready = wait_ready(
+            &api,
+            count,
+            start,
+            "StatefulSets",
+            |s: &StatefulSet| {
+                s.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0)
+                    == replicas as i32
+            },
+            || {},
+        )
+        .await;
+        println!("BENCH floor_all_ready_in_s={:.1}", ready.as_secs_f64());
+        // Gone before the operator's run: the kwok nodes hold 330 pods, and
+        // a namespace being emptied would compete with the measurement.
+        remove(&client, ns).await;
+        ready
+    };
+
+    if env_or("TESSERA_BENCH_ALONE", 0) == 1 {
+        // The same creates with no operator: what the API server alone costs.
+        let ns = TestNs::new(&client, "bench-alone").await;
+        let api: Api<Ensemble> = ns.api();
+        let creates = server_delta(&client, "ensembles", "alone", || {
+            create_all(&api, count, |i| ensemble(i, replicas))
+        })
+        .await;
+        creates.report("alone");
+        remove(&client, ns).await;
+    }
+
     let ns = TestNs::new(&client, "bench").await;
     let op = Operator::start(
         &kc,
@@ -42,51 +298,17 @@ async fn two_hundred_ensembles() {
 
     let api: Api<Ensemble> = ns.api();
     let start = Instant::now();
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let e: Ensemble = serde_json::from_value(serde_json::json!({
-                    "apiVersion": "tessera.dev/v1alpha1",
-                    "kind": "Ensemble",
-                    "metadata": {"name": format!("zk-{i:03}")},
-                    "spec": {"engine": if i % 2 == 0 { "zookeeper" } else { "etcd" }, "replicas": replicas},
-                }))
-                .unwrap();
-                api.create(&PostParams::default(), &e).await.expect("create ensemble");
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-    let applied = start.elapsed();
+    let creates = server_delta(&client, "ensembles", "ensembles", || {
+        create_all(&api, count, |i| ensemble(i, replicas))
+    })
+    .await;
+    let applied = creates.total;
 
     let mut peak_kib = 0;
-    let ready_at = loop {
-        peak_kib = peak_kib.max(op.peak_rss_kib().unwrap_or(0));
-        let list = api.list(&ListParams::default()).await.expect("list");
-        let ready = list
-            .items
-            .iter()
-            .filter(|e| {
-                e.status.as_ref().is_some_and(|s| {
-                    s.common
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-            .count();
-        if ready == count {
-            break start.elapsed();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "only {ready}/{count} Ready after 600s; operator log: {}",
-            op.log.display()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let ready_at = wait_ready(&api, count, start, "Ensembles", ensemble_ready, || {
+        peak_kib = peak_kib.max(op.peak_rss_kib().unwrap_or(0))
+    })
+    .await;
     // Let the last status writes and events settle, then read the counters.
     tokio::time::sleep(Duration::from_secs(5)).await;
     peak_kib = peak_kib.max(op.peak_rss_kib().unwrap_or(0));
@@ -98,7 +320,13 @@ async fn two_hundred_ensembles() {
         .await;
     println!("BENCH ensembles={count} replicas={replicas}");
     println!("BENCH created_in_s={:.1}", applied.as_secs_f64());
+    creates.report("ensembles");
     println!("BENCH all_ready_in_s={:.1}", ready_at.as_secs_f64());
+    println!(
+        "BENCH ratio_to_floor={:.2} (floor {:.1}s)",
+        ready_at.as_secs_f64() / floor.as_secs_f64(),
+        floor.as_secs_f64()
+    );
     println!("BENCH peak_rss_mib={:.1}", peak_kib as f64 / 1024.0);
     println!("BENCH reconciles={reconciles} errors={errors}");
     println!("BENCH api_writes={writes} api_reads={reads}");
