@@ -1,16 +1,23 @@
-//! Pieces of pod specs shared by every kind: labels, security contexts and
-//! the sidecar and adapter containers.
+//! Pieces of the children shared by every kind: labels, the StatefulSet
+//! with its pod template and claim, security contexts, and the sidecar and
+//! adapter containers. A kind adds only its engine container and
+//! configuration.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Volume, VolumeMount, WeightedPodAffinityTerm,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ObjectMeta;
+use tessera_api::Invalid;
+use tessera_api::common::{PodMonitor, PodTemplate, Storage};
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
@@ -23,23 +30,36 @@ pub const MANAGER: &str = "tessera-operator";
 /// so that a configuration change is a template change.
 pub const CONFIG_CHECKSUM: &str = "tessera.dev/config-checksum";
 
+/// The volume (and claim template) holding each member's data.
+pub const DATA_VOLUME: &str = "data";
+
 /// Port of the sidecar's `/readyz` and `/livez`.
 pub const SIDECAR_PORT: i32 = 8095;
 /// Port of the adapter's `/metrics`.
 pub const ADAPTER_PORT: i32 = 9121;
 
-/// Who a child belongs to, for its labels.
-#[derive(Clone, Debug)]
-pub struct Identity<'a> {
+/// Who a child belongs to, for its labels. A kind has one identity per
+/// component (Ensemble: "server"; Broker: "controller" and "broker"), and
+/// each component's pods, claims and StatefulSet are found by its selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
     /// The engine, e.g. "zookeeper": `app.kubernetes.io/name`.
-    pub engine: &'a str,
+    pub engine: String,
     /// The resource's name: `app.kubernetes.io/instance`.
-    pub instance: &'a str,
+    pub instance: String,
     /// The role of the pods, e.g. "server": `app.kubernetes.io/component`.
-    pub component: &'a str,
+    pub component: String,
 }
 
-impl Identity<'_> {
+impl Identity {
+    pub fn new(engine: &str, instance: &str, component: &str) -> Identity {
+        Identity {
+            engine: engine.into(),
+            instance: instance.into(),
+            component: component.into(),
+        }
+    }
+
     /// The recommended labels, on every child.
     pub fn labels(&self) -> BTreeMap<String, String> {
         let mut l = self.selector();
@@ -52,9 +72,9 @@ impl Identity<'_> {
     /// immutable, so they must never include anything that may change.
     pub fn selector(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (LABEL_NAME.to_string(), self.engine.to_string()),
-            (LABEL_INSTANCE.to_string(), self.instance.to_string()),
-            (LABEL_COMPONENT.to_string(), self.component.to_string()),
+            (LABEL_NAME.to_string(), self.engine.clone()),
+            (LABEL_INSTANCE.to_string(), self.instance.clone()),
+            (LABEL_COMPONENT.to_string(), self.component.clone()),
         ])
     }
 
@@ -93,6 +113,186 @@ impl Identity<'_> {
             }),
             ..Default::default()
         }
+    }
+}
+
+/// The pod settings of a validated spec, shared by every component of a
+/// resource: destructured from `CommonSpec` by each kind's `validate`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodSettings {
+    /// Requests and limits of the engine container.
+    pub resources: Option<ResourceRequirements>,
+    pub storage: ClaimSettings,
+    pub template: PodTemplate,
+    /// Whether the adapter container runs next to the engine.
+    pub adapter: bool,
+}
+
+/// The data claim of each member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimSettings {
+    pub size: Quantity,
+    pub storage_class_name: Option<String>,
+}
+
+impl ClaimSettings {
+    /// `deleteClaimsOnDelete` is not a claim setting: the finalizer reads it.
+    pub fn from_spec(storage: &Storage) -> ClaimSettings {
+        let Storage {
+            size,
+            storage_class_name,
+            delete_claims_on_delete: _,
+        } = storage;
+        ClaimSettings {
+            size: size.clone(),
+            storage_class_name: storage_class_name.clone(),
+        }
+    }
+}
+
+/// What differs between the StatefulSets of kinds and components; the rest
+/// (claim, security, scheduling, update strategy) is the same for all.
+pub struct StatefulSetParts<'a> {
+    pub metadata: ObjectMeta,
+    pub id: &'a Identity,
+    pub replicas: i32,
+    /// The headless Service that gives members their DNS names.
+    pub service_name: String,
+    /// The engine container first, then the sidecar and adapter.
+    pub containers: Vec<Container>,
+    pub volumes: Vec<Volume>,
+    /// The engine image's user.
+    pub uid: i64,
+    /// Checksum of the generated configuration: a change rolls the pods.
+    pub checksum: &'a str,
+    pub pod: &'a PodSettings,
+}
+
+/// A component's StatefulSet with one data claim per member.
+pub fn statefulset(parts: StatefulSetParts) -> StatefulSet {
+    let StatefulSetParts {
+        metadata,
+        id,
+        replicas,
+        service_name,
+        containers,
+        volumes,
+        uid,
+        checksum,
+        pod,
+    } = parts;
+    let tpl = &pod.template;
+    let mut pod_labels = tpl.labels.clone();
+    // Ours last: validation refuses app.kubernetes.io/ user labels, and the
+    // selector must match whatever the user adds.
+    pod_labels.extend(id.labels());
+    let mut pod_annotations = tpl.annotations.clone();
+    pod_annotations.insert(CONFIG_CHECKSUM.into(), checksum.into());
+
+    StatefulSet {
+        metadata,
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(service_name),
+            selector: id.label_selector(),
+            // Members start together: a quorum needs a majority up at once.
+            pod_management_policy: Some("Parallel".into()),
+            // Pods are replaced by the operator in a quorum-safe order, never
+            // by the StatefulSet controller.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..Default::default()
+            }),
+            volume_claim_templates: Some(vec![claim(id, &pod.storage)]),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers,
+                    volumes: Some(volumes),
+                    security_context: Some(pod_security(uid)),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(30),
+                    node_selector: (!tpl.node_selector.is_empty())
+                        .then(|| tpl.node_selector.clone()),
+                    tolerations: (!tpl.tolerations.is_empty()).then(|| tpl.tolerations.clone()),
+                    affinity: Some(
+                        tpl.affinity
+                            .clone()
+                            .unwrap_or_else(|| id.default_affinity()),
+                    ),
+                    topology_spread_constraints: (!tpl.topology_spread_constraints.is_empty())
+                        .then(|| tpl.topology_spread_constraints.clone()),
+                    priority_class_name: tpl.priority_class_name.clone(),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The claim template of a member's data. Its labels are the component's,
+/// so that the finalizer finds the claims by the component's selector.
+fn claim(id: &Identity, storage: &ClaimSettings) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            labels: Some(id.labels()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    storage.size.clone(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The sidecar, and the adapter when monitoring is on: the helpers every
+/// engine container gets.
+pub fn helpers(
+    image: &str,
+    engine: &str,
+    target_port: i32,
+    sidecar_args: &[String],
+    adapter_on: bool,
+) -> Vec<Container> {
+    let mut out = vec![sidecar(image, engine, target_port, sidecar_args)];
+    if adapter_on {
+        out.push(adapter(image, engine, target_port));
+    }
+    out
+}
+
+/// `podMonitor` is in the API but the operator creates no PodMonitor yet:
+/// asking for one is refused rather than silently ignored.
+pub fn refuse_pod_monitor(pod_monitor: Option<&PodMonitor>) -> Result<(), Invalid> {
+    match pod_monitor {
+        Some(PodMonitor {
+            enabled: true,
+            interval: _,
+            labels: _,
+        }) => Err(Invalid::Rule {
+            path: "spec.monitoring.podMonitor.enabled".into(),
+            message: "PodMonitors are not created by this operator version; \
+                      select the pods' `metrics` port with your own PodMonitor"
+                .into(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -47,12 +47,18 @@ pub async fn cleanup<K: Managed>(obj: &K, ctx: &Context) -> Result<()> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = obj.identity().selector_string();
-    let claims = api.list(&ListParams::default().labels(&selector)).await?;
-    ctx.metrics
-        .read(K::METRIC_KIND, "list", "persistentvolumeclaims");
+    // Each component's claims carry its own selector: a kind with
+    // controllers and brokers has two sets of claims.
+    let mut claims = Vec::new();
+    for component in obj.components() {
+        let selector = component.identity.selector_string();
+        let list = api.list(&ListParams::default().labels(&selector)).await?;
+        ctx.metrics
+            .read(K::METRIC_KIND, "list", "persistentvolumeclaims");
+        claims.extend(list.items);
+    }
     let mut names = Vec::new();
-    for claim in claims.items {
+    for claim in claims {
         if claim.metadata.deletion_timestamp.is_some() {
             continue;
         }

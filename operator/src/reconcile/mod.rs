@@ -8,15 +8,16 @@ pub mod apply;
 pub mod child;
 pub mod finalizer;
 pub mod matches;
+pub mod observed;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -25,12 +26,13 @@ use serde::de::DeserializeOwned;
 use tessera_api::{CommonSpec, CommonStatus, Invalid};
 use tracing::{info, warn};
 
-use crate::kinds::shared::Identity;
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
 use child::{BuildContext, Desired};
+pub use observed::{Component, Observed, RefKind, Reference};
 
-/// A Tessera kind the operator reconciles.
+/// A Tessera kind the operator reconciles. Implement it in a module under
+/// `kinds/` and add one line to `kinds::KINDS`.
 pub trait Managed:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
@@ -42,59 +44,33 @@ pub trait Managed:
     + 'static
 {
     type Status: Serialize + Clone + PartialEq + Debug + Send + Sync;
+    /// The spec with every default resolved: what `build` reads.
+    type Valid: Debug + Send + Sync;
 
     /// Lower-case kind for metric labels, e.g. "ensemble".
     const METRIC_KIND: &'static str;
+    /// Kinds of object this kind references by name (an auth Secret). The
+    /// runtime watches them (metadata only) when some kind lists them.
+    const REFERENCES: &'static [RefKind] = &[];
 
     fn common(&self) -> &CommonSpec;
-    /// Labels of this resource's children and pods.
-    fn identity(&self) -> Identity<'_>;
-    /// The number of members the spec asks for.
-    fn desired_replicas(&self) -> i32;
-    /// Rules the CRD schema cannot express.
-    fn validate(&self) -> Result<(), Invalid>;
-    /// Pure: the desired children.
-    fn build(&self, ctx: &BuildContext) -> Desired;
+    /// The groups of pods the spec asks for, each with its own selector,
+    /// claims and desired count. The first one is the `scale` subresource's.
+    fn components(&self) -> Vec<Component>;
+    /// Objects in the same namespace this resource reads; a change to one
+    /// reconciles it.
+    fn references(&self) -> Vec<Reference> {
+        Vec::new()
+    }
+    /// Rules the CRD schema cannot express, and the defaults resolved.
+    /// `observed` holds the referenced objects found in the caches.
+    fn validate(&self, ctx: &BuildContext, observed: &Observed) -> Result<Self::Valid, Invalid>;
+    /// Pure: the desired children of a validated spec.
+    fn build(valid: &Self::Valid, ctx: &BuildContext) -> Desired;
     fn status(&self) -> Option<&Self::Status>;
     fn common_status(status: &Self::Status) -> &CommonStatus;
     /// The complete status from the generic part and what was observed.
     fn make_status(&self, common: CommonStatus, observed: &Observed) -> Self::Status;
-}
-
-/// The children as the caches see them.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub statefulsets: Vec<Arc<StatefulSet>>,
-    /// This resource's pods, sorted by name.
-    pub pods: Vec<Arc<Pod>>,
-}
-
-/// `dereference`: this resource's StatefulSets and pods, from the caches.
-fn dereference<K: Managed>(obj: &K, ctx: &Context) -> Observed {
-    let ns = obj.namespace();
-    let uid = obj.uid();
-    let owned = |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
-        refs.iter().any(|r| Some(&r.uid) == uid.as_ref())
-    };
-    let statefulsets = ctx
-        .stores
-        .statefulsets
-        .state()
-        .into_iter()
-        .filter(|s| s.namespace() == ns && owned(s.owner_references()))
-        .collect();
-    let selector = obj.identity().selector();
-    let mut pods: Vec<Arc<Pod>> = ctx
-        .stores
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.namespace() == ns && selector.iter().all(|(k, v)| p.labels().get(k) == Some(v))
-        })
-        .collect();
-    pods.sort_by_key(|p| p.name_any());
-    Observed { statefulsets, pods }
 }
 
 /// One reconcile of one object. Invalid specs end in `Ok`: they are reported
@@ -179,24 +155,26 @@ async fn run_pipeline<K: Managed>(obj: &K, ctx: &Context) -> Result<Outcome> {
     }
     finalizer::ensure(obj, ctx).await?;
 
-    let observed = dereference(obj, ctx);
-    let invalid = obj.validate().err();
+    let observed = observed::dereference(obj, &ctx.stores);
+    let valid = obj.validate(&ctx.build, &observed);
     let paused = obj.common().paused;
     let mut applied = apply::Report::default();
-    match &invalid {
-        Some(e) => {
+    let invalid = match valid {
+        Err(e) => {
             ctx.metrics
                 .errors
                 .with_label_values(&[K::METRIC_KIND, e.reason()])
                 .inc();
             info!(kind = K::METRIC_KIND, name = %obj.name_any(), reason = e.reason(), "invalid spec");
+            Some(e)
         }
-        None if paused => {}
-        None => {
-            let desired = obj.build(&ctx.build);
+        Ok(_) if paused => None,
+        Ok(valid) => {
+            let desired = K::build(&valid, &ctx.build);
             applied = apply::apply(obj, desired, ctx).await?;
+            None
         }
-    }
+    };
     status::update(obj, ctx, &observed, invalid.as_ref(), &applied).await?;
     Ok(Outcome {
         action: Action::requeue(ctx.resync),

@@ -12,15 +12,17 @@ use tessera_api::{CommonStatus, Invalid};
 use tracing::warn;
 
 use super::apply::Report;
+use super::observed::ObservedComponent;
 use super::{Managed, Observed, condition};
 use crate::kinds::shared::MANAGER;
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
 
-/// What the conditions are derived from; pure, for unit tests.
-#[derive(Clone, Debug)]
-pub struct Facts<'a> {
-    pub generation: Option<i64>,
+/// One component's counts; pure, for unit tests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComponentFacts {
+    /// "members", "brokers": the word in the messages.
+    pub noun: &'static str,
     pub desired: i32,
     pub replicas: i32,
     pub ready: i32,
@@ -29,6 +31,45 @@ pub struct Facts<'a> {
     pub rolled_out: bool,
     /// Pods that exist but are not Ready, by name: the conditions name them.
     pub not_ready: Vec<String>,
+}
+
+impl ComponentFacts {
+    pub fn observe(c: &ObservedComponent) -> ComponentFacts {
+        let mut f = ComponentFacts {
+            noun: c.component.noun,
+            desired: c.component.desired,
+            replicas: 0,
+            ready: 0,
+            rolled_out: !c.statefulsets.is_empty(),
+            not_ready: c
+                .pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
+                .map(|p| p.name_any())
+                .collect(),
+        };
+        let mut spec_replicas = 0;
+        for sts in &c.statefulsets {
+            let status = sts.status.clone().unwrap_or_default();
+            f.replicas += status.replicas;
+            f.ready += status.ready_replicas.unwrap_or(0);
+            spec_replicas += sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            f.rolled_out &= status.observed_generation >= sts.metadata.generation;
+        }
+        f.rolled_out &= spec_replicas == f.desired;
+        f
+    }
+
+    fn all_ready(&self) -> bool {
+        self.rolled_out && self.ready == self.desired
+    }
+}
+
+/// What the conditions are derived from; pure, for unit tests.
+#[derive(Clone, Debug)]
+pub struct Facts<'a> {
+    pub generation: Option<i64>,
+    pub components: Vec<ComponentFacts>,
     pub paused: bool,
     pub invalid: Option<&'a Invalid>,
 }
@@ -36,36 +77,53 @@ pub struct Facts<'a> {
 impl Facts<'_> {
     pub fn observe<'a>(
         generation: Option<i64>,
-        desired: i32,
         paused: bool,
         invalid: Option<&'a Invalid>,
         observed: &Observed,
     ) -> Facts<'a> {
-        let mut f = Facts {
+        Facts {
             generation,
-            desired,
-            replicas: 0,
-            ready: 0,
-            rolled_out: !observed.statefulsets.is_empty(),
-            not_ready: observed
-                .pods
+            components: observed
+                .components
                 .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
-                .map(|p| p.name_any())
+                .map(ComponentFacts::observe)
                 .collect(),
             paused,
             invalid,
-        };
-        let mut spec_replicas = 0;
-        for sts in &observed.statefulsets {
-            let status = sts.status.clone().unwrap_or_default();
-            f.replicas += status.replicas;
-            f.ready += status.ready_replicas.unwrap_or(0);
-            spec_replicas += sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            f.rolled_out &= status.observed_generation >= sts.metadata.generation;
         }
-        f.rolled_out &= spec_replicas == desired;
-        f
+    }
+
+    pub fn replicas(&self) -> i32 {
+        self.components.iter().map(|c| c.replicas).sum()
+    }
+
+    pub fn ready(&self) -> i32 {
+        self.components.iter().map(|c| c.ready).sum()
+    }
+
+    fn all_ready(&self) -> bool {
+        self.components.iter().all(ComponentFacts::all_ready)
+            && self.components.iter().map(|c| c.desired).sum::<i32>() > 0
+    }
+
+    /// "3/3 members ready", or per component "3/3 controllers ready, 4/5
+    /// brokers ready", then the pods that are not ready.
+    fn message(&self) -> String {
+        let mut m = self
+            .components
+            .iter()
+            .map(|c| format!("{}/{} {} ready", c.ready, c.desired, c.noun))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let not_ready: Vec<&str> = self
+            .components
+            .iter()
+            .flat_map(|c| c.not_ready.iter().map(String::as_str))
+            .collect();
+        if !not_ready.is_empty() {
+            m.push_str(&format!("; not ready: {}", not_ready.join(", ")));
+        }
+        m
     }
 }
 
@@ -80,11 +138,8 @@ pub fn pod_ready(pod: &Pod) -> bool {
 /// The three conditions, keeping `lastTransitionTime` of those whose status
 /// did not change.
 pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condition> {
-    let mut members = format!("{}/{} members ready", facts.ready, facts.desired);
-    if !facts.not_ready.is_empty() {
-        members.push_str(&format!("; not ready: {}", facts.not_ready.join(", ")));
-    }
-    let all_ready = facts.rolled_out && facts.ready == facts.desired && facts.desired > 0;
+    let members = facts.message();
+    let all_ready = facts.all_ready();
     let ready = if all_ready {
         ("True", "AllMembersReady", members.clone())
     } else {
@@ -143,7 +198,6 @@ pub async fn update<K: Managed>(
 ) -> Result<()> {
     let facts = Facts::observe(
         obj.meta().generation,
-        obj.desired_replicas(),
         obj.common().paused,
         invalid,
         observed,
@@ -155,9 +209,13 @@ pub async fn update<K: Managed>(
     let common = CommonStatus {
         observed_generation: obj.meta().generation,
         conditions: conditions(old_conditions, &facts, Timestamp::now()),
-        replicas: facts.replicas,
-        ready_replicas: facts.ready,
-        selector: Some(obj.identity().selector_string()),
+        replicas: facts.replicas(),
+        ready_replicas: facts.ready(),
+        // The scale subresource's: the first component's pods.
+        selector: observed
+            .components
+            .first()
+            .map(|c| c.component.identity.selector_string()),
     };
     let new_conditions = common.conditions.clone();
     let status = obj.make_status(common, observed);
@@ -284,14 +342,21 @@ mod tests {
     use super::*;
     use k8s_openapi::jiff::SignedDuration;
 
-    fn facts(ready: i32, invalid: Option<&Invalid>, paused: bool) -> Facts<'_> {
-        Facts {
-            generation: Some(4),
+    fn component(noun: &'static str, ready: i32, pod: &str) -> ComponentFacts {
+        ComponentFacts {
+            noun,
             desired: 3,
             replicas: 3,
             ready,
             rolled_out: true,
-            not_ready: (ready..3).map(|i| format!("zk-{i}")).collect(),
+            not_ready: (ready..3).map(|i| format!("{pod}-{i}")).collect(),
+        }
+    }
+
+    fn facts(ready: i32, invalid: Option<&Invalid>, paused: bool) -> Facts<'_> {
+        Facts {
+            generation: Some(4),
+            components: vec![component("members", ready, "zk")],
             paused,
             invalid,
         }
@@ -322,6 +387,32 @@ mod tests {
         assert_eq!(ready.message, "2/3 members ready; not ready: zk-2");
         let all = conditions(&[], &facts(3, None, false), Timestamp::now());
         assert_eq!(condition(&all, READY).unwrap().message, "3/3 members ready");
+    }
+
+    #[test]
+    fn components_are_counted_and_named_separately() {
+        let mut f = facts(3, None, false);
+        f.components = vec![
+            component("controllers", 3, "kafka-controller"),
+            component("brokers", 2, "kafka-broker"),
+        ];
+        let cs = conditions(&[], &f, Timestamp::now());
+        let ready = condition(&cs, READY).unwrap();
+        assert_eq!(ready.status, "False", "one component is short");
+        assert_eq!(
+            ready.message,
+            "3/3 controllers ready, 2/3 brokers ready; not ready: kafka-broker-2"
+        );
+        assert_eq!((f.replicas(), f.ready()), (6, 5));
+        f.components[1].ready = 3;
+        f.components[1].not_ready.clear();
+        let cs = conditions(&cs, &f, Timestamp::now());
+        assert_eq!(get(&cs, READY), ("True", "AllMembersReady"));
+        // A component not rolled out yet keeps the whole resource not Ready,
+        // even when the counts add up.
+        f.components[0].rolled_out = false;
+        let cs = conditions(&cs, &f, Timestamp::now());
+        assert_eq!(get(&cs, READY).0, "False");
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
+use kube::api::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
@@ -18,6 +19,7 @@ use crate::runtime::metrics::Metrics;
 
 /// Caches of the children, filled by the watches that also trigger
 /// reconciles, so that a steady-state reconcile reads nothing from the API.
+/// One set per watched namespace, shared by every kind.
 #[derive(Clone)]
 pub struct Stores {
     pub statefulsets: Store<StatefulSet>,
@@ -25,6 +27,27 @@ pub struct Stores {
     pub configmaps: Store<ConfigMap>,
     pub pdbs: Store<PodDisruptionBudget>,
     pub pods: Store<Pod>,
+    /// Metadata of every Secret, when some kind references Secrets.
+    pub secrets: Option<Store<PartialObjectMeta<Secret>>>,
+    /// Metadata of every ConfigMap, when some kind references ConfigMaps.
+    pub configmap_refs: Option<Store<PartialObjectMeta<ConfigMap>>>,
+}
+
+impl Stores {
+    /// Waits until every cache holds its first complete list.
+    pub async fn wait_until_ready(&self) {
+        let _ = self.statefulsets.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.configmaps.wait_until_ready().await;
+        let _ = self.pdbs.wait_until_ready().await;
+        let _ = self.pods.wait_until_ready().await;
+        if let Some(s) = &self.secrets {
+            let _ = s.wait_until_ready().await;
+        }
+        if let Some(s) = &self.configmap_refs {
+            let _ = s.wait_until_ready().await;
+        }
+    }
 }
 
 pub struct Context {

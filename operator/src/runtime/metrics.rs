@@ -1,7 +1,8 @@
 //! Prometheus metrics of the operator, in their own registry.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone)]
@@ -19,6 +20,11 @@ pub struct Metrics {
     pub reads: IntCounterVec,
     /// 1 while this process holds the leader Lease.
     pub leader: IntGauge,
+    /// Watches opened, per resource: one per watched namespace, whatever
+    /// the number of kinds (their controllers share them).
+    pub watches: IntGaugeVec,
+    /// Resources that could not be decoded and were skipped, per kind.
+    pub decode_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,7 +78,26 @@ impl Metrics {
             "1 while this process holds the leader Lease.",
         )
         .expect("valid metric");
-        for c in [&reconciles, &errors, &writes, &reads] {
+        let watches = IntGaugeVec::new(
+            Opts::new(
+                "tessera_operator_watches",
+                "Watches opened, by resource (shared by every kind).",
+            ),
+            &["resource"],
+        )
+        .expect("valid metric");
+        let decode_errors = IntCounterVec::new(
+            Opts::new(
+                "tessera_operator_decode_errors_total",
+                "Resources that could not be decoded and were skipped, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(watches.clone()))
+            .expect("unique metric");
+        for c in [&reconciles, &errors, &writes, &reads, &decode_errors] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -91,7 +116,13 @@ impl Metrics {
             writes,
             reads,
             leader,
+            watches,
+            decode_errors,
         }
+    }
+
+    pub fn watch_opened(&self, resource: &str) {
+        self.watches.with_label_values(&[resource]).inc();
     }
 
     pub fn write(&self, kind: &str, verb: &str, resource: &str) {

@@ -2,10 +2,13 @@
 //! health and metrics server, and graceful shutdown.
 
 pub mod context;
+pub mod decode;
 pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod registry;
+pub mod watches;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,31 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures::StreamExt;
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
-use kube::runtime::controller::{self, Controller};
+use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use tessera_api::Ensemble;
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
-use crate::kinds::shared::{LABEL_MANAGED_BY, MANAGER};
+use crate::kinds::shared::MANAGER;
 use crate::reconcile::child::BuildContext;
-use crate::reconcile::{self as pipeline, Managed};
-use context::{Context, Stores};
 use leader::{LeaderElector, LeaseConfig};
 use metrics::Metrics;
-
-/// How long a stopping controller may take to finish its reconciles.
-const CONTROLLER_DRAIN: Duration = Duration::from_secs(5);
+use registry::{Registry, Settings};
 
 /// Settings of `tessera-operator run`, from the CLI.
 #[derive(Clone, Debug)]
@@ -157,19 +145,47 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     } else {
         cfg.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut controllers = Vec::new();
-    for ns in namespaces {
-        controllers.push(run_controller::<Ensemble>(
+    let settings = Settings {
+        client: client.clone(),
+        build: cfg.build.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
             client.clone(),
-            ns,
-            &cfg,
-            metrics.clone(),
-            leading.clone(),
-            health.clone(),
-            stop_rx.clone(),
-        ));
+            Reporter {
+                controller: MANAGER.into(),
+                instance: Some(cfg.identity.clone()),
+            },
+        ),
+        resync: cfg.resync,
+        concurrency: cfg.concurrency,
+        leading: leading.clone(),
+        synced: Arc::new(AtomicBool::new(false)),
+        stop: stop_rx.clone(),
+    };
+    let mut controllers = Vec::new();
+    let mut watches = Vec::new();
+    let mut synced = Vec::new();
+    for ns in &namespaces {
+        let mut registry = Registry::new(settings.clone(), ns.as_deref(), crate::kinds::KINDS);
+        synced.push(registry.synced());
+        let (w, c) = registry.run();
+        watches.extend(w.into_iter().map(tokio::spawn));
+        controllers.extend(c);
     }
+    // Reconciles wait for full caches: an empty cache would make every
+    // child look missing and re-apply it. Ready only when every
+    // controller's caches are full.
+    let ready = health.ready.clone();
+    let sync_task = tokio::spawn(registry::mark_synced(
+        synced,
+        settings.synced.clone(),
+        move || ready.store(true, Ordering::SeqCst),
+    ));
     futures::future::join_all(controllers).await;
+    sync_task.abort();
+    for w in watches {
+        w.abort();
+    }
     leading.store(false, Ordering::SeqCst);
     metrics.leader.set(0);
 
@@ -187,169 +203,4 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
-}
-
-fn api<T>(client: &Client, ns: Option<&str>) -> Api<T>
-where
-    T: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// A child watch that fills a store and triggers the owner's reconcile.
-/// Managed fields are dropped: they are large and never read.
-fn child_watch<C>(
-    client: &Client,
-    ns: Option<&str>,
-) -> (
-    Store<C>,
-    impl futures::Stream<Item = Result<C, watcher::Error>> + Send + 'static,
-)
-where
-    C: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let wc = watcher::Config::default()
-        .labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"))
-        .any_semantic();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api::<C>(client, ns), wc)
-            .default_backoff()
-            .modify(|o: &mut C| o.managed_fields_mut().clear()),
-    )
-    .touched_objects();
-    (reader, stream)
-}
-
-async fn run_controller<K: Managed>(
-    client: Client,
-    ns: Option<String>,
-    cfg: &RunConfig,
-    metrics: Arc<Metrics>,
-    leading: Arc<AtomicBool>,
-    health: http::Health,
-    stop: watch::Receiver<bool>,
-) {
-    let ns = ns.as_deref();
-    let (statefulsets, sts_stream) = child_watch::<StatefulSet>(&client, ns);
-    let (services, svc_stream) = child_watch::<Service>(&client, ns);
-    let (configmaps, cm_stream) = child_watch::<ConfigMap>(&client, ns);
-    let (pdbs, pdb_stream) = child_watch::<PodDisruptionBudget>(&client, ns);
-
-    // Pods only feed status; their StatefulSet's status triggers reconciles.
-    // Only metadata and status are kept.
-    let (pods, pod_writer) = reflector::store::<Pod>();
-    let pod_wc = watcher::Config::default()
-        .labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"))
-        .any_semantic();
-    let pod_stream = reflector::reflector(
-        pod_writer,
-        watcher(api::<Pod>(&client, ns), pod_wc)
-            .default_backoff()
-            .modify(|p: &mut Pod| {
-                p.managed_fields_mut().clear();
-                p.spec = None;
-            }),
-    );
-    let pod_task = tokio::spawn(pod_stream.for_each(|_| futures::future::ready(())));
-
-    let stores = Stores {
-        statefulsets,
-        services,
-        configmaps,
-        pdbs,
-        pods,
-    };
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: MANAGER.into(),
-            instance: Some(cfg.identity.clone()),
-        },
-    );
-    let synced = Arc::new(AtomicBool::new(false));
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        build: cfg.build.clone(),
-        metrics,
-        recorder,
-        stores: stores.clone(),
-        resync: cfg.resync,
-        leading,
-        synced: synced.clone(),
-        failures: Default::default(),
-    });
-    // Reconciles wait for full caches: an empty cache would make every
-    // child look missing and re-apply it.
-    tokio::spawn(async move {
-        let _ = stores.statefulsets.wait_until_ready().await;
-        let _ = stores.services.wait_until_ready().await;
-        let _ = stores.configmaps.wait_until_ready().await;
-        let _ = stores.pdbs.wait_until_ready().await;
-        let _ = stores.pods.wait_until_ready().await;
-        synced.store(true, Ordering::SeqCst);
-        health.ready.store(true, Ordering::SeqCst);
-        info!("caches synced");
-    });
-
-    let mut stop_signal = stop.clone();
-    info!(
-        kind = K::METRIC_KIND,
-        namespace = ns.unwrap_or("<all>"),
-        "starting controller"
-    );
-    let controller = Controller::new(
-        api::<K>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .with_config(controller::Config::default().concurrency(cfg.concurrency))
-    .owns_stream(sts_stream)
-    .owns_stream(svc_stream)
-    .owns_stream(cm_stream)
-    .owns_stream(pdb_stream)
-    .graceful_shutdown_on(async move {
-        let _ = stop_signal.wait_for(|s| *s).await;
-    })
-    .run(pipeline::reconcile::<K>, pipeline::error_policy::<K>, ctx)
-    .for_each(|res| {
-        match res {
-            Ok((obj, _)) => debug!(object = %obj, "reconciled"),
-            // The watch of the kind itself failed: most often its CRD is
-            // not installed (yet) or RBAC forbids the list. The watch
-            // retries with backoff; the user must see why nothing happens.
-            Err(controller::Error::QueueError(e)) => {
-                warn!(kind = K::METRIC_KIND, error = %e, "cannot watch the resources (is the CRD installed?)")
-            }
-            Err(e) => debug!(error = %e, "reconcile failed"),
-        }
-        futures::future::ready(())
-    });
-    // kube-runtime holds its runner until the kind's own cache has synced,
-    // and a graceful shutdown waits for the runner: without the CRD, it
-    // would wait forever and the kubelet would have to kill the process.
-    // Reconciles are idempotent, so abandoning one in flight is safe.
-    let mut drain = stop.clone();
-    tokio::select! {
-        () = controller => {}
-        () = async move {
-            let _ = drain.wait_for(|s| *s).await;
-            tokio::time::sleep(CONTROLLER_DRAIN).await;
-        } => warn!(
-            kind = K::METRIC_KIND,
-            after = ?CONTROLLER_DRAIN,
-            "the controller did not stop in time; abandoning it"
-        ),
-    }
-    pod_task.abort();
-    info!(kind = K::METRIC_KIND, "controller stopped");
 }

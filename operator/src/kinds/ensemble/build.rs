@@ -3,22 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Service, ServicePort, ServiceSpec, Volume, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Service, ServicePort, ServiceSpec, Volume,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 use kube::api::ObjectMeta;
-use tessera_api::{Ensemble, EnsembleEngine};
+use tessera_api::EnsembleEngine;
 
+use super::validate::ValidEnsemble;
 use super::{etcd, zookeeper};
-use crate::kinds::shared::{self, CONFIG_CHECKSUM, Identity};
+use crate::kinds::shared::{self, Identity, StatefulSetParts};
 use crate::reconcile::child::{BuildContext, Child, Desired, fnv1a};
 
-pub const DATA_VOLUME: &str = "data";
+pub use crate::kinds::shared::DATA_VOLUME;
 pub const CONFIG_MOUNT: &str = "/etc/tessera";
 pub const COMPONENT: &str = "server";
 
@@ -48,26 +46,22 @@ pub fn configmap_name(name: &str) -> String {
     format!("{name}-config")
 }
 
-pub fn identity(ens: &Ensemble) -> Identity<'_> {
-    Identity {
-        engine: ens.spec.engine.as_str(),
-        instance: ens.metadata.name.as_deref().unwrap_or_default(),
-        component: COMPONENT,
-    }
+/// The one component of an Ensemble: every member is a "server".
+pub fn identity(engine: EnsembleEngine, name: &str) -> Identity {
+    Identity::new(engine.as_str(), name, COMPONENT)
 }
 
 /// The children of an Ensemble: ConfigMap, headless and client Services,
 /// PodDisruptionBudget and StatefulSet, all named after it.
-pub fn build(ens: &Ensemble, ctx: &BuildContext) -> Desired {
-    let name = ens.name_any();
-    let namespace = ens.namespace().unwrap_or_default();
-    let spec = &ens.spec;
-    let engine = spec.engine;
-    let id = identity(ens);
+pub fn build(ens: &ValidEnsemble, ctx: &BuildContext) -> Desired {
+    let name = ens.name.clone();
+    let namespace = ens.namespace.clone();
+    let engine = ens.engine;
+    let id = identity(engine, &name);
     let members = Members {
         name: &name,
         namespace: &namespace,
-        replicas: spec.replicas,
+        replicas: ens.replicas,
     };
     let meta = |child_name: String| ObjectMeta {
         name: Some(child_name),
@@ -80,7 +74,7 @@ pub fn build(ens: &Ensemble, ctx: &BuildContext) -> Desired {
         EnsembleEngine::Zookeeper => (
             BTreeMap::from([(
                 "zoo.cfg".to_string(),
-                zookeeper::zoo_cfg(&members, &spec.common.config),
+                zookeeper::zoo_cfg(&members, &ens.config),
             )]),
             zookeeper::CLIENT_PORT,
             vec![
@@ -89,7 +83,7 @@ pub fn build(ens: &Ensemble, ctx: &BuildContext) -> Desired {
             ],
         ),
         EnsembleEngine::Etcd => (
-            etcd::env_vars(&etcd::flags(&members, &spec.common.config)),
+            etcd::env_vars(&etcd::flags(&members, &ens.config)),
             etcd::CLIENT_PORT,
             vec![("peer", etcd::PEER_PORT)],
         ),
@@ -175,54 +169,34 @@ fn sidecar_args(engine: EnsembleEngine, members: &Members) -> Vec<String> {
 }
 
 fn statefulset(
-    ens: &Ensemble,
+    ens: &ValidEnsemble,
     ctx: &BuildContext,
     members: &Members,
     id: &Identity,
     checksum: &str,
     metadata: ObjectMeta,
-) -> StatefulSet {
-    let spec = &ens.spec;
-    let common = &spec.common;
-    let engine = spec.engine;
-    let version = common
-        .version
-        .clone()
-        .unwrap_or_else(|| engine.default_version().to_string());
-    let image = common
-        .image
-        .clone()
-        .unwrap_or_else(|| ctx.engine_images.resolve(engine.contract(), &version));
+) -> k8s_openapi::api::apps::v1::StatefulSet {
+    let engine = ens.engine;
     let cm = configmap_name(members.name);
-
     let (mut engine_container, scratch_volumes, uid, client_port) = match engine {
         EnsembleEngine::Zookeeper => {
-            let (c, v) = zookeeper::container(&image);
+            let (c, v) = zookeeper::container(&ens.image);
             (c, v, zookeeper::UID, zookeeper::CLIENT_PORT)
         }
         EnsembleEngine::Etcd => {
-            let (c, v) = etcd::container(&image, members, &cm);
+            let (c, v) = etcd::container(&ens.image, members, &cm);
             (c, v, etcd::UID, etcd::CLIENT_PORT)
         }
     };
-    engine_container.resources = common.resources.clone();
-
-    let mut containers = vec![
-        engine_container,
-        shared::sidecar(
-            &ctx.tessera_image,
-            engine.as_str(),
-            client_port,
-            &sidecar_args(engine, members),
-        ),
-    ];
-    if common.monitoring.enabled {
-        containers.push(shared::adapter(
-            &ctx.tessera_image,
-            engine.as_str(),
-            client_port,
-        ));
-    }
+    engine_container.resources = ens.pod.resources.clone();
+    let mut containers = vec![engine_container];
+    containers.extend(shared::helpers(
+        &ctx.tessera_image,
+        engine.as_str(),
+        client_port,
+        &sidecar_args(engine, members),
+        ens.pod.adapter,
+    ));
 
     let mut volumes = vec![Volume {
         name: "config".into(),
@@ -234,79 +208,15 @@ fn statefulset(
     }];
     volumes.extend(scratch_volumes);
 
-    let tpl = &common.pod_template;
-    let mut pod_labels = tpl.labels.clone();
-    // Ours last: validation refuses app.kubernetes.io/ user labels, and the
-    // selector must match whatever the user adds.
-    pod_labels.extend(id.labels());
-    let mut pod_annotations = tpl.annotations.clone();
-    pod_annotations.insert(CONFIG_CHECKSUM.into(), checksum.into());
-
-    let claim = PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(DATA_VOLUME.into()),
-            labels: Some(id.labels()),
-            ..Default::default()
-        },
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: common.storage.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    common.storage.size.clone(),
-                )])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-
-    StatefulSet {
+    shared::statefulset(StatefulSetParts {
         metadata,
-        spec: Some(StatefulSetSpec {
-            replicas: Some(spec.replicas),
-            service_name: Some(headless_name(members.name)),
-            selector: id.label_selector(),
-            // Members start together: a quorum needs a majority up at once.
-            pod_management_policy: Some("Parallel".into()),
-            // Pods are replaced by the operator in a quorum-safe order, never
-            // by the StatefulSet controller.
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("OnDelete".into()),
-                ..Default::default()
-            }),
-            volume_claim_templates: Some(vec![claim]),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers,
-                    volumes: Some(volumes),
-                    security_context: Some(shared::pod_security(uid)),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(30),
-                    node_selector: (!tpl.node_selector.is_empty())
-                        .then(|| tpl.node_selector.clone()),
-                    tolerations: (!tpl.tolerations.is_empty()).then(|| tpl.tolerations.clone()),
-                    affinity: Some(
-                        tpl.affinity
-                            .clone()
-                            .unwrap_or_else(|| id.default_affinity()),
-                    ),
-                    topology_spread_constraints: (!tpl.topology_spread_constraints.is_empty())
-                        .then(|| tpl.topology_spread_constraints.clone()),
-                    priority_class_name: tpl.priority_class_name.clone(),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+        id,
+        replicas: ens.replicas,
+        service_name: headless_name(members.name),
+        containers,
+        volumes,
+        uid,
+        checksum,
+        pod: &ens.pod,
+    })
 }

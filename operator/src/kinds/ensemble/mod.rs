@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod etcd;
+pub mod validate;
 pub mod zookeeper;
 
 #[cfg(test)]
@@ -9,36 +10,36 @@ mod tests;
 
 use kube::ResourceExt;
 use tessera_api::ensemble::EnsembleMember;
-use tessera_api::validate::SpecCheck;
 use tessera_api::{CommonSpec, CommonStatus, Ensemble, EnsembleStatus, Invalid};
 
-use crate::kinds::shared::Identity;
 use crate::reconcile::child::{BuildContext, Desired};
 use crate::reconcile::status::pod_ready;
-use crate::reconcile::{Managed, Observed};
+use crate::reconcile::{Component, Managed, Observed};
+use validate::ValidEnsemble;
 
 impl Managed for Ensemble {
     type Status = EnsembleStatus;
+    type Valid = ValidEnsemble;
     const METRIC_KIND: &'static str = "ensemble";
 
     fn common(&self) -> &CommonSpec {
         &self.spec.common
     }
 
-    fn identity(&self) -> Identity<'_> {
-        build::identity(self)
+    fn components(&self) -> Vec<Component> {
+        vec![Component {
+            identity: build::identity(self.spec.engine, &self.name_any()),
+            desired: self.spec.replicas,
+            noun: "members",
+        }]
     }
 
-    fn desired_replicas(&self) -> i32 {
-        self.spec.replicas
+    fn validate(&self, ctx: &BuildContext, _: &Observed) -> Result<ValidEnsemble, Invalid> {
+        validate::validate(self, ctx)
     }
 
-    fn validate(&self) -> Result<(), Invalid> {
-        self.spec.check()
-    }
-
-    fn build(&self, ctx: &BuildContext) -> Desired {
-        build::build(self, ctx)
+    fn build(valid: &ValidEnsemble, ctx: &BuildContext) -> Desired {
+        build::build(valid, ctx)
     }
 
     fn status(&self) -> Option<&EnsembleStatus> {
@@ -51,8 +52,8 @@ impl Managed for Ensemble {
 
     fn make_status(&self, common: CommonStatus, observed: &Observed) -> EnsembleStatus {
         let members = observed
-            .pods
-            .iter()
+            .pods()
+            .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(|p| EnsembleMember {
                 name: p.name_any(),

@@ -5,9 +5,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use tessera_api::Ensemble;
 
-use super::build::build;
 use crate::kinds::shared::CONFIG_CHECKSUM;
 use crate::reconcile::child::{BuildContext, Child, Desired};
+use crate::reconcile::{Managed, Observed};
+
+/// validate, then build: what a reconcile does.
+fn build(ens: &Ensemble, ctx: &BuildContext) -> Desired {
+    let valid = ens.validate(ctx, &Observed::default()).expect("valid");
+    Ensemble::build(&valid, ctx)
+}
 
 fn example(yaml: &str) -> Ensemble {
     let mut ens: Ensemble = serde_yaml::from_str(yaml).expect("example parses");
@@ -424,4 +430,56 @@ fn user_pod_template_is_merged() {
     assert_eq!(spec.priority_class_name.as_deref(), Some("high"));
     assert!(spec.affinity.unwrap().pod_anti_affinity.is_some());
     assert!(matches!(d.children[4], Child::StatefulSet(_)));
+}
+
+/// The children of the examples, hashed: a refactor of `build` must not
+/// change a byte of them, or every existing Ensemble would be re-applied
+/// (and its pods rolled) on the operator's upgrade.
+#[test]
+fn build_output_is_stable() {
+    let mut no_adapter = etcd();
+    no_adapter.spec.common.monitoring.enabled = false;
+    let mut templated = zk();
+    let tpl = &mut templated.spec.common.pod_template;
+    tpl.labels.insert("team".into(), "infra".into());
+    tpl.node_selector.insert("disk".into(), "ssd".into());
+    tpl.priority_class_name = Some("high".into());
+    templated.spec.common.storage.storage_class_name = Some("fast".into());
+    let hashes: Vec<String> = [zk(), etcd(), no_adapter, templated]
+        .iter()
+        .map(|e| {
+            crate::reconcile::child::fnv1a(
+                serde_json::to_string(&desired(e).children)
+                    .unwrap()
+                    .as_bytes(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hashes,
+        [
+            "151d9439b84422c6",
+            "9f0e02d0ba5a5c07",
+            "33c08af2431067d1",
+            "db43b8cd7b94d7b2"
+        ]
+    );
+}
+
+#[test]
+fn validate_resolves_defaults_and_refuses_a_pod_monitor() {
+    let ctx = BuildContext::for_tests();
+    let valid = etcd().validate(&ctx, &Observed::default()).unwrap();
+    assert_eq!(valid.image, "quay.io/coreos/etcd:v3.5.17");
+    assert_eq!(valid.pod.storage.size.0, "1Gi");
+    let mut ens = etcd();
+    ens.spec.common.monitoring.pod_monitor = Some(tessera_api::common::PodMonitor {
+        enabled: true,
+        ..Default::default()
+    });
+    let err = ens.validate(&ctx, &Observed::default()).unwrap_err();
+    assert!(err.to_string().contains("podMonitor"), "{err}");
+    // Present but off is fine: nothing is asked for.
+    ens.spec.common.monitoring.pod_monitor = Some(Default::default());
+    assert!(ens.validate(&ctx, &Observed::default()).is_ok());
 }
