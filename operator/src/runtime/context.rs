@@ -34,7 +34,9 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Waits until every cache holds its first complete list.
+    /// Waits until every cache holds its first complete list. Nothing else
+    /// may wait on these stores: a store's readiness wakes only its last
+    /// waiter.
     pub async fn wait_until_ready(&self) {
         let _ = self.statefulsets.wait_until_ready().await;
         let _ = self.services.wait_until_ready().await;

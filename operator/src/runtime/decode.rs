@@ -44,9 +44,14 @@ pub fn typed<K: Managed>(
     }
 }
 
-/// The kind's cache and the stream of its changed objects, for
-/// `Controller::for_stream`. `report` is called for every object that
-/// does not decode, each time it changes (and on every relist).
+/// The kind's cache, the stream of its changed objects (for
+/// `Controller::for_stream`), and a flag that turns true once the cache
+/// holds its first list. `report` is called for every object that does not
+/// decode, each time it changes (and on every relist).
+///
+/// The flag is a `watch` channel rather than `Store::wait_until_ready`: the
+/// store's readiness wakes only its last waiter, and the controller itself
+/// waits on it, so a second waiter could sleep forever.
 pub fn watch<K, R>(
     client: &Client,
     ns: Option<&str>,
@@ -54,6 +59,7 @@ pub fn watch<K, R>(
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    tokio::sync::watch::Receiver<bool>,
 )
 where
     K: Managed,
@@ -75,8 +81,15 @@ where
             };
             futures::future::ready(out)
         });
-    let stream = reflector::reflector(writer, events).applied_objects();
-    (reader, stream)
+    let (listed, ready) = tokio::sync::watch::channel(false);
+    let stream = reflector::reflector(writer, events)
+        .inspect(move |ev| {
+            if matches!(ev, Ok(Event::InitDone)) {
+                listed.send_replace(true);
+            }
+        })
+        .applied_objects();
+    (reader, stream, ready)
 }
 
 #[cfg(test)]

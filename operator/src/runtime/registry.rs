@@ -120,14 +120,13 @@ impl Registry {
         let ar = ApiResource::erase::<K>(&());
         let metrics = s.metrics.clone();
         let recorder = s.recorder.clone();
-        let (store, stream) = decode::watch::<K, _>(&s.client, ns, move |obj, err| {
+        let (store, stream, mut listed) = decode::watch::<K, _>(&s.client, ns, move |obj, err| {
             report_undecodable(obj, err, &ar, K::METRIC_KIND, &metrics, &recorder)
         });
         s.metrics.watch_opened(&K::plural(&()));
-        let own = store.clone();
         self.own.push(
             async move {
-                let _ = own.wait_until_ready().await;
+                let _ = listed.wait_for(|l| *l).await;
             }
             .boxed(),
         );
