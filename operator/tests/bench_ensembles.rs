@@ -5,7 +5,9 @@
 //!   cargo test --release -p tessera-operator --features e2e --test bench_ensembles -- --ignored --nocapture
 //! TESSERA_BENCH_COUNT and TESSERA_BENCH_REPLICAS change the load;
 //! TESSERA_BENCH_ALONE=1 also creates the Ensembles once with no operator
-//! running, to compare the create latency.
+//! running, to compare the create latency; TESSERA_BENCH_FLOOR_CHILDREN=1
+//! gives each floor StatefulSet an Ensemble's other children (ConfigMap,
+//! two Services, PDB), created directly.
 
 mod support;
 
@@ -117,6 +119,50 @@ fn plain_statefulset(i: usize, replicas: usize) -> StatefulSet {
         }
     }))
     .unwrap()
+}
+
+/// The ConfigMap, the headless and client Services and the PDB of each
+/// floor StatefulSet, shaped like an Ensemble's.
+async fn floor_children(ns: &TestNs, count: usize) {
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let obj = |i: usize, kind: &str| -> serde_json::Value {
+        let name = format!("sts-{i:03}");
+        let selector = serde_json::json!({"bench": name});
+        match kind {
+            "cm" => {
+                serde_json::json!({"metadata": {"name": format!("{name}-config")}, "data": {"zoo.cfg": "tickTime=2000\n"}})
+            }
+            "headless" => {
+                serde_json::json!({"metadata": {"name": format!("{name}-headless")}, "spec": {
+                "clusterIP": "None", "publishNotReadyAddresses": true, "selector": selector,
+                "ports": [{"name": "client", "port": 2181}, {"name": "peer", "port": 2888}]}})
+            }
+            "client" => serde_json::json!({"metadata": {"name": name}, "spec": {
+                "selector": selector, "ports": [{"name": "client", "port": 2181}]}}),
+            _ => serde_json::json!({"metadata": {"name": name}, "spec": {
+                "maxUnavailable": 1, "selector": {"matchLabels": selector}}}),
+        }
+    };
+    let cms: Api<ConfigMap> = ns.api();
+    let svcs: Api<Service> = ns.api();
+    let pdbs: Api<PodDisruptionBudget> = ns.api();
+    create_all(&cms, count, |i| {
+        serde_json::from_value(obj(i, "cm")).unwrap()
+    })
+    .await;
+    create_all(&svcs, count, |i| {
+        serde_json::from_value(obj(i, "headless")).unwrap()
+    })
+    .await;
+    create_all(&svcs, count, |i| {
+        serde_json::from_value(obj(i, "client")).unwrap()
+    })
+    .await;
+    create_all(&pdbs, count, |i| {
+        serde_json::from_value(obj(i, "pdb")).unwrap()
+    })
+    .await;
 }
 
 /// Polls `ready` once a second until it counts `count`, calling `each`
@@ -249,6 +295,16 @@ async fn two_hundred_ensembles() {
         })
         .await;
         creates.report("floor");
+        if env_or("TESSERA_BENCH_FLOOR_CHILDREN", 0) == 1 {
+            // What an Ensemble adds around its StatefulSet, created directly:
+            // the cost of the children themselves, without the operator.
+            let t = Instant::now();
+            floor_children(&ns, count).await;
+            println!(
+                "BENCH floor_children_created_in_s={:.1}",
+                t.elapsed().as_secs_f64()
+            );
+        }
         let ready = wait_ready(
             &api,
             count,
