@@ -6,3 +6,4 @@ pub mod images;
 pub mod kinds;
 pub mod reconcile;
 pub mod runtime;
+pub mod webhook;
