@@ -96,6 +96,9 @@ pub struct RunArgs {
     /// This replica's identity in the Lease and in Events; the pod name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    #[command(flatten)]
+    pub webhook: crate::webhook::cli::WebhookArgs,
 }
 
 impl RunArgs {
@@ -133,6 +136,7 @@ impl RunArgs {
             concurrency: self.concurrency,
             lease,
             identity,
+            webhook: self.webhook.to_config(&self.namespaces)?,
         })
     }
 

@@ -125,6 +125,11 @@ impl Metrics {
         self.watches.with_label_values(&[resource]).inc();
     }
 
+    /// The registry, for metrics defined elsewhere (the webhook's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn write(&self, kind: &str, verb: &str, resource: &str) {
         self.writes.with_label_values(&[kind, verb, resource]).inc();
     }

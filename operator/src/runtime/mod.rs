@@ -39,6 +39,8 @@ pub struct RunConfig {
     /// None disables leader election (a single replica, or tests).
     pub lease: Option<LeaseConfig>,
     pub identity: String,
+    /// The sidecar-injection webhook, when enabled.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// Runs until SIGTERM/SIGINT (Ok) or until the leader Lease is lost (Err,
@@ -80,6 +82,23 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
 
     let leading = Arc::new(AtomicBool::new(false));
     let lost = Arc::new(AtomicBool::new(false));
+    // Every replica serves the webhook, standbys included; only the
+    // leader writes (certificates, the configuration, Events).
+    if let Some(webhook) = cfg.webhook.clone() {
+        crate::webhook::start(
+            webhook,
+            crate::webhook::Runtime {
+                client: client.clone(),
+                registry: metrics.registry().clone(),
+                tessera_image: cfg.build.tessera_image.clone(),
+                namespaces: cfg.namespaces.clone(),
+                identity: cfg.identity.clone(),
+                leading: leading.clone(),
+                stop: stop_rx.clone(),
+            },
+        )
+        .await?;
+    }
     let mut elector = None;
     if let Some(lease) = cfg.lease.clone() {
         // A standby is healthy and ready: it has nothing to serve.
