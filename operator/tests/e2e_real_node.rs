@@ -79,20 +79,6 @@ async fn wait_ready(ns: &TestNs, name: &str, n: i32, timeout: Duration) -> Ensem
     .await
 }
 
-fn container_id(pod: &Pod, container: &str) -> String {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let id = statuses
-        .iter()
-        .find(|c| c.name == container)
-        .and_then(|c| c.container_id.clone())
-        .unwrap_or_else(|| panic!("no container id for {container}: {statuses:?}"));
-    id.trim_start_matches("containerd://").to_string()
-}
-
 fn restarts(pod: &Pod, container: &str) -> i32 {
     pod.status
         .as_ref()
@@ -100,39 +86,6 @@ fn restarts(pod: &Pod, container: &str) -> i32 {
         .and_then(|cs| cs.iter().find(|c| c.name == container))
         .map(|c| c.restart_count)
         .unwrap_or_default()
-}
-
-/// Sends `signal` to every process of a container, through the node's
-/// containerd: the engine is stopped while its container stays, so only
-/// the sidecar's protocol check can notice.
-fn signal_container(id: &str, signal: &str) {
-    let out = std::process::Command::new("ctr")
-        .args([
-            "-n", "k8s.io", "tasks", "kill", "--all", "--signal", signal, id,
-        ])
-        .env("CONTAINERD_ADDRESS", containerd_address())
-        .output()
-        .expect("run ctr");
-    assert!(
-        out.status.success(),
-        "ctr tasks kill {signal} {id}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn containerd_address() -> String {
-    if let Ok(a) = std::env::var("CONTAINERD_ADDRESS") {
-        return a;
-    }
-    let out = std::process::Command::new(repo_root().join("hack/controlplane.sh"))
-        .arg("env")
-        .output()
-        .expect("hack/controlplane.sh env");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("export CONTAINERD_ADDRESS="))
-        .map(|v| v.trim_matches('\'').to_string())
-        .expect("CONTAINERD_ADDRESS from hack/controlplane.sh env")
 }
 
 /// One member's metrics from its adapter, through the API server's pod proxy.

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -176,6 +176,14 @@ pub async fn operator_kubeconfig(client: &Client) -> PathBuf {
                 let o: ClusterRoleBinding = serde_json::from_value(json).unwrap();
                 apply(&Api::all(client.clone()), &o).await;
             }
+            "Role" => {
+                let o: Role = serde_json::from_value(json).unwrap();
+                apply(&Api::namespaced(client.clone(), "tessera-system"), &o).await;
+            }
+            "RoleBinding" => {
+                let o: RoleBinding = serde_json::from_value(json).unwrap();
+                apply(&Api::namespaced(client.clone(), "tessera-system"), &o).await;
+            }
             other => panic!("unexpected kind {other} in operator-rbac.yaml"),
         }
     }
@@ -251,7 +259,7 @@ pub struct Operator {
     pub log: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -380,4 +388,52 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The containerd id of `container` in `pod`.
+pub fn container_id(pod: &Pod, container: &str) -> String {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let id = statuses
+        .iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.container_id.clone())
+        .unwrap_or_else(|| panic!("no container id for {container}: {statuses:?}"));
+    id.trim_start_matches("containerd://").to_string()
+}
+
+/// Sends `signal` to every process of a container, through the node's
+/// containerd: the engine is stopped while its container stays, so only
+/// the sidecar's protocol check can notice.
+pub fn signal_container(id: &str, signal: &str) {
+    let out = std::process::Command::new("ctr")
+        .args([
+            "-n", "k8s.io", "tasks", "kill", "--all", "--signal", signal, id,
+        ])
+        .env("CONTAINERD_ADDRESS", containerd_address())
+        .output()
+        .expect("run ctr");
+    assert!(
+        out.status.success(),
+        "ctr tasks kill {signal} {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn containerd_address() -> String {
+    if let Ok(a) = std::env::var("CONTAINERD_ADDRESS") {
+        return a;
+    }
+    let out = std::process::Command::new(repo_root().join("hack/controlplane.sh"))
+        .arg("env")
+        .output()
+        .expect("hack/controlplane.sh env");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("export CONTAINERD_ADDRESS="))
+        .map(|v| v.trim_matches('\'').to_string())
+        .expect("CONTAINERD_ADDRESS from hack/controlplane.sh env")
 }
