@@ -53,7 +53,7 @@ pub async fn serve(
             _ = stop.wait_for(|s| *s) => return,
             a = listener.accept() => a,
         };
-        let (tcp, _) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook accept failed");
@@ -62,6 +62,7 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
+        tracing::debug!(%peer, "webhook connection");
         let acceptor = acceptor.clone();
         let injector = injector.clone();
         let resolver = resolver.clone();
