@@ -881,7 +881,8 @@ async fn admission_latency_over_500_pod_creates() {
     let (f50, f99) = percentiles(fresh);
     let (p50, p99) = percentiles(plain);
     let (w50, w99) = percentiles(with);
-    eprintln!("admission latency over {n} pod creates (ms):");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!("admission latency over {n} pod creates (ms); load average now: {load}");
     eprintln!("| what | p50 | p99 |");
     eprintln!("|---|---|---|");
     eprintln!("| webhook alone (AdmissionReview over HTTPS, kept alive) | {d50:.2} | {d99:.2} |");
