@@ -36,7 +36,7 @@ pub fn missing(
     match spec::parse(annotations) {
         Ok(None) => None,
         Ok(Some(s)) => Some(format!(
-            "the pod asked for the Tessera sidecar ({}: {}) but was created without it: the injection webhook was not called or did not answer (see its failurePolicy); recreate the pod once the webhook serves",
+            "the pod asked for the Tessera sidecar ({}: {}) but was created without it: the injection webhook did not answer (failurePolicy Ignore let the pod through), or was not called for this namespace (kube-system, the operator's, or excluded by the tessera.dev/injection label); recreate the pod once the webhook serves",
             spec::INJECT,
             s.engine
         )),
