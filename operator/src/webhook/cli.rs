@@ -13,7 +13,15 @@ use super::tls::Policy;
 #[derive(Args, Debug, Clone)]
 pub struct WebhookArgs {
     /// Serve the sidecar-injection webhook (docs/injection.md).
-    #[arg(long = "webhook", env = "TESSERA_WEBHOOK", default_value_t = false, action = clap::ArgAction::Set)]
+    /// `--webhook` alone means true.
+    #[arg(
+        long = "webhook",
+        env = "TESSERA_WEBHOOK",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub enabled: bool,
 
     /// HTTPS address of the webhook.
@@ -209,6 +217,8 @@ mod tests {
     #[test]
     fn off_by_default() {
         assert!(cfg(&[]).unwrap().is_none());
+        assert!(cfg(&["--webhook", "false"]).unwrap().is_none());
+        assert!(cfg(&["--webhook"]).unwrap().is_some());
     }
 
     #[test]
