@@ -81,7 +81,7 @@ demo: controlplane-up ## Control plane, CRDs, operator and the Ensemble examples
 	hack/demo.sh
 
 # ---- operator (issue 4) ----------------------------------------------------
-.PHONY: e2e-operator bench-operator
+.PHONY: e2e-operator bench-operator bench-injection
 
 e2e-operator: controlplane-up ## Operator end-to-end tests against the local control plane
 	eval "$$(hack/controlplane.sh env)"; \
@@ -90,6 +90,10 @@ e2e-operator: controlplane-up ## Operator end-to-end tests against the local con
 bench-operator: controlplane-up ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
 	eval "$$(hack/controlplane.sh env)"; \
 	$(CARGO) test --locked --release -p tessera-operator --features e2e --test bench_ensembles -- --ignored --nocapture
+
+bench-injection: controlplane-up ## Injection webhook: admission latency p50/p99 over 500 pod creates
+	eval "$$(hack/controlplane.sh env)"; \
+	$(CARGO) test --locked --release -p tessera-operator --features e2e --test e2e_injection -- --ignored --nocapture admission_latency
 
 bench-adapter: ## RSS and scrape latency: tessera-adapter vs redis_exporter (docs/benchmarks.md)
 	bench/adapter-vs-redis-exporter.sh
