@@ -27,7 +27,7 @@ const CONFIG: &str = "tessera-operator";
 const SECRET: &str = "tessera-operator-webhook-certs";
 const SIDECAR: &str = "tessera-sidecar";
 const ADAPTER: &str = "tessera-adapter";
-const REDIS_IMAGE: &str = "tessera.local/redis:bookworm";
+use tessera_e2e::REDIS_IMAGE;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -161,6 +161,8 @@ fn annotation(pod: &Pod, key: &str) -> Option<String> {
 }
 
 fn redis_deployment(name: &str) -> Deployment {
+    let mut spec = tessera_e2e::redis_pod_spec(2);
+    spec["terminationGracePeriodSeconds"] = json!(2);
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -170,29 +172,7 @@ fn redis_deployment(name: &str) -> Deployment {
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
-                        "seccompProfile": {"type": "RuntimeDefault"}
-                    },
-                    "automountServiceAccountToken": false,
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": "redis",
-                        "image": REDIS_IMAGE,
-                        "command": ["redis-server", "--port", "6379", "--save", "", "--appendonly", "no"],
-                        "ports": [{"name": "redis", "containerPort": 6379}],
-                        "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 2},
-                        "securityContext": {
-                            "allowPrivilegeEscalation": false,
-                            "capabilities": {"drop": ["ALL"]},
-                            "readOnlyRootFilesystem": true,
-                            "seccompProfile": {"type": "RuntimeDefault"}
-                        },
-                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]
-                    }],
-                    "volumes": [{"name": "data", "emptyDir": {}}]
-                }
+                "spec": spec,
             }
         }
     }))

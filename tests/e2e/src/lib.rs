@@ -39,6 +39,38 @@ pub const HOW_TO_START: &str = "To run the end-to-end tests, either\n  \
      hack/controlplane.sh status shows what runs; its logs are in the folder it prints.";
 
 /// The repository root (two levels above this crate).
+/// The Redis image hack/images.sh builds for the real node.
+pub const REDIS_IMAGE: &str = "tessera.local/redis:bookworm";
+
+/// The spec of a pod running Redis as Tessera runs its engines: non-root,
+/// read-only root filesystem, no capabilities, RuntimeDefault seccomp,
+/// ready when port 6379 accepts connections (probed every
+/// `readiness_period` seconds). Tests add to it what they need.
+pub fn redis_pod_spec(readiness_period: u32) -> serde_json::Value {
+    serde_json::json!({
+        "securityContext": {
+            "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        },
+        "automountServiceAccountToken": false,
+        "containers": [{
+            "name": "redis",
+            "image": REDIS_IMAGE,
+            "command": ["redis-server", "--port", "6379", "--save", "", "--appendonly", "no"],
+            "ports": [{"name": "redis", "containerPort": 6379}],
+            "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": readiness_period},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+                "readOnlyRootFilesystem": true,
+                "seccompProfile": {"type": "RuntimeDefault"}
+            },
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]
+        }],
+        "volumes": [{"name": "data", "emptyDir": {}}]
+    })
+}
+
 pub fn repo_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     root.canonicalize().unwrap_or(root)

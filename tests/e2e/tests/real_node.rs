@@ -13,8 +13,6 @@ use tessera_e2e::{KWOK_TAINT_KEY, Placement, TestEnv, connect};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NODE: &str = "tessera-node";
-/// The engine image hack/images.sh builds from Debian's redis-server.
-const REDIS_IMAGE: &str = "tessera.local/redis:bookworm";
 
 /// The bridge and its address, as hack/controlplane.sh sets them up.
 fn bridge() -> (String, String) {
@@ -45,28 +43,7 @@ fn ok(out: std::process::Output, what: &str) -> String {
 fn redis_pod(name: &str) -> Pod {
     obj(json!({
         "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "securityContext": {
-                "runAsNonRoot": true, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
-                "seccompProfile": {"type": "RuntimeDefault"}
-            },
-            "automountServiceAccountToken": false,
-            "containers": [{
-                "name": "redis",
-                "image": REDIS_IMAGE,
-                "command": ["redis-server", "--port", "6379", "--save", "", "--appendonly", "no"],
-                "ports": [{"name": "redis", "containerPort": 6379}],
-                "readinessProbe": {"tcpSocket": {"port": 6379}, "periodSeconds": 1},
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "capabilities": {"drop": ["ALL"]},
-                    "readOnlyRootFilesystem": true,
-                    "seccompProfile": {"type": "RuntimeDefault"}
-                },
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}]
-            }],
-            "volumes": [{"name": "data", "emptyDir": {}}]
-        }
+        "spec": tessera_e2e::redis_pod_spec(1),
     }))
 }
 
