@@ -45,21 +45,16 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = tessera_telemetry::http::AcceptBackoff::new();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let accepted = tokio::select! {
+        // Accept errors (out of descriptors) back off as on every other
+        // Tessera listener, instead of retrying on a fixed short period.
+        let (tcp, peer) = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            a = listener.accept() => a,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+            a = backoff.accept(&listener) => a,
         };
         let _ = tcp.set_nodelay(true);
         tracing::debug!(%peer, "webhook connection");
