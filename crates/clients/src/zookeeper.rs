@@ -88,6 +88,15 @@ impl Srvr {
         if text.contains("not currently serving requests") {
             return Ok(Srvr::empty(Mode::NotServing));
         }
+        if text.trim().is_empty() {
+            // What a peer does while it shuts its server down, e.g. on
+            // leaving the quorum: it closes connections without a word.
+            return Err(Error::Protocol(
+                "empty srvr reply: the server closed the connection without answering \
+                 (it may be restarting or leaving the quorum)"
+                    .into(),
+            ));
+        }
         let mut s = Srvr::empty(Mode::Other);
         let mut saw_mode = false;
         for line in text.lines() {
@@ -205,6 +214,8 @@ mod tests {
             Mode::NotServing
         );
         assert!(Srvr::parse("hello\n").is_err());
+        let empty = Srvr::parse("").unwrap_err().to_string();
+        assert!(empty.contains("closed the connection"), "{empty}");
     }
 
     #[test]

@@ -61,15 +61,29 @@ impl Sidecar {
     /// Polls `path` until it returns `status`; panics with the last answer
     /// after `within`.
     pub fn wait_status(&self, path: &str, status: u16, within: Duration) -> String {
+        self.wait_answer(path, status, |_| true, within)
+    }
+
+    /// Polls `path` until it returns `status` with a body that `settled`
+    /// accepts: an engine in transition (a ZooKeeper peer dropping out of
+    /// quorum closes connections before it says "not serving") gives the
+    /// right status with a passing reason first.
+    pub fn wait_answer(
+        &self,
+        path: &str,
+        status: u16,
+        settled: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> String {
         let start = Instant::now();
         loop {
             let (s, body) = self.get(path);
-            if s == status {
+            if s == status && settled(&body) {
                 return body;
             }
             assert!(
                 start.elapsed() < within,
-                "{path} still {s} ({}) after {within:?}, wanted {status}",
+                "{path} still {s} ({}) after {within:?}, wanted a settled {status}",
                 body.trim()
             );
             std::thread::sleep(Duration::from_millis(200));
