@@ -54,6 +54,7 @@ pub struct ValidCanary {
 impl Managed for Canary {
     type Status = CanaryStatus;
     type Valid = ValidCanary;
+    type Live = ();
     const METRIC_KIND: &'static str = "canary";
     const REFERENCES: &'static [RefKind] = &[RefKind::Secret];
 
@@ -161,7 +162,7 @@ impl Managed for Canary {
         &status.common
     }
 
-    fn make_status(&self, common: CommonStatus, _: &Observed) -> CanaryStatus {
+    fn make_status(&self, common: CommonStatus, _: &Observed, _: &()) -> CanaryStatus {
         CanaryStatus { common }
     }
 }

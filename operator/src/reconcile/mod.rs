@@ -1,5 +1,5 @@
 //! The reconcile pipeline shared by every kind:
-//! `dereference → validate → build → apply → update_status`.
+//! `dereference → validate → build → apply → orchestrate → update_status`.
 //!
 //! Only `dereference` (the caches), `apply`, `update_status` and the
 //! finalizer touch the API. A kind plugs in by implementing [`Managed`].
@@ -9,11 +9,13 @@ pub mod child;
 pub mod finalizer;
 pub mod matches;
 pub mod observed;
+pub mod orchestrate;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +32,7 @@ use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
 use child::{BuildContext, Desired};
 pub use observed::{Component, Observed, RefKind, Reference};
+pub use orchestrate::{Note, Orchestrated};
 
 /// A Tessera kind the operator reconciles. Implement it in a module under
 /// `kinds/` and add one line to `kinds::KINDS`.
@@ -46,6 +49,8 @@ pub trait Managed:
     type Status: Serialize + Clone + PartialEq + Debug + Send + Sync;
     /// The spec with every default resolved: what `build` reads.
     type Valid: Debug + Send + Sync;
+    /// What `orchestrate` learns from the engines, for `make_status`.
+    type Live: Debug + Default + Send + Sync;
 
     /// Lower-case kind for metric labels, e.g. "ensemble".
     const METRIC_KIND: &'static str;
@@ -67,10 +72,30 @@ pub trait Managed:
     fn validate(&self, ctx: &BuildContext, observed: &Observed) -> Result<Self::Valid, Invalid>;
     /// Pure: the desired children of a validated spec.
     fn build(valid: &Self::Valid, ctx: &BuildContext) -> Desired;
+    /// After `apply`, unless paused: the engine-aware steps the spec needs
+    /// (replace members one at a time, change membership, fail over), at
+    /// most one disruptive step per pass, deciding from `observed` and the
+    /// engines only, so that a restarted operator resumes where the last
+    /// one stopped. The default does nothing.
+    fn orchestrate(
+        &self,
+        valid: &Self::Valid,
+        observed: &Observed,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Orchestrated<Self::Live>>> + Send {
+        let _ = (valid, observed, ctx);
+        async { Ok(Orchestrated::default()) }
+    }
     fn status(&self) -> Option<&Self::Status>;
     fn common_status(status: &Self::Status) -> &CommonStatus;
-    /// The complete status from the generic part and what was observed.
-    fn make_status(&self, common: CommonStatus, observed: &Observed) -> Self::Status;
+    /// The complete status from the generic part, what was observed and
+    /// what the engines said (default when paused or invalid).
+    fn make_status(
+        &self,
+        common: CommonStatus,
+        observed: &Observed,
+        live: &Self::Live,
+    ) -> Self::Status;
 }
 
 /// One reconcile of one object. Invalid specs end in `Ok`: they are reported
@@ -159,6 +184,7 @@ async fn run_pipeline<K: Managed>(obj: &K, ctx: &Context) -> Result<Outcome> {
     let valid = obj.validate(&ctx.build, &observed);
     let paused = obj.common().paused;
     let mut applied = apply::Report::default();
+    let mut orchestrated = Orchestrated::default();
     let invalid = match valid {
         Err(e) => {
             ctx.metrics
@@ -172,12 +198,24 @@ async fn run_pipeline<K: Managed>(obj: &K, ctx: &Context) -> Result<Outcome> {
         Ok(valid) => {
             let desired = K::build(&valid, &ctx.build);
             applied = apply::apply(obj, desired, ctx).await?;
+            orchestrated = obj.orchestrate(&valid, &observed, ctx).await?;
             None
         }
     };
-    status::update(obj, ctx, &observed, invalid.as_ref(), &applied).await?;
+    let requeue = orchestrated
+        .requeue
+        .map_or(ctx.resync, |r| r.min(ctx.resync));
+    status::update(
+        obj,
+        ctx,
+        &observed,
+        invalid.as_ref(),
+        &applied,
+        orchestrated,
+    )
+    .await?;
     Ok(Outcome {
-        action: Action::requeue(ctx.resync),
+        action: Action::requeue(requeue),
         invalid: invalid.is_some(),
     })
 }

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::apply::Report;
 use super::observed::ObservedComponent;
-use super::{Managed, Observed, condition};
+use super::{Managed, Note, Observed, Orchestrated, condition};
 use crate::kinds::shared::MANAGER;
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
@@ -26,6 +26,8 @@ pub struct ComponentFacts {
     pub desired: i32,
     pub replicas: i32,
     pub ready: i32,
+    /// Pods on the StatefulSet's latest revision (`updatedReplicas`).
+    pub updated: i32,
     /// A StatefulSet exists, its controller has seen its latest spec, and
     /// that spec asks for `desired` replicas.
     pub rolled_out: bool,
@@ -40,6 +42,7 @@ impl ComponentFacts {
             desired: c.component.desired,
             replicas: 0,
             ready: 0,
+            updated: 0,
             rolled_out: !c.statefulsets.is_empty(),
             not_ready: c
                 .pods
@@ -53,6 +56,7 @@ impl ComponentFacts {
             let status = sts.status.clone().unwrap_or_default();
             f.replicas += status.replicas;
             f.ready += status.ready_replicas.unwrap_or(0);
+            f.updated += status.updated_replicas.unwrap_or(0);
             spec_replicas += sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             f.rolled_out &= status.observed_generation >= sts.metadata.generation;
         }
@@ -72,6 +76,10 @@ pub struct Facts<'a> {
     pub components: Vec<ComponentFacts>,
     pub paused: bool,
     pub invalid: Option<&'a Invalid>,
+    /// Engine-level work under way, from `orchestrate`.
+    pub progress: Option<&'a Note>,
+    /// Engine-level work stuck, from `orchestrate`.
+    pub degraded: Option<&'a Note>,
 }
 
 impl Facts<'_> {
@@ -90,6 +98,8 @@ impl Facts<'_> {
                 .collect(),
             paused,
             invalid,
+            progress: None,
+            degraded: None,
         }
     }
 
@@ -140,11 +150,16 @@ pub fn pod_ready(pod: &Pod) -> bool {
 pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condition> {
     let members = facts.message();
     let all_ready = facts.all_ready();
-    let ready = if all_ready {
-        ("True", "AllMembersReady", members.clone())
-    } else {
+    // Ready claims the desired spec: every member ready, with no
+    // engine-level work left.
+    let ready = if !all_ready {
         ("False", "MembersNotReady", members.clone())
+    } else if let Some(p) = facts.progress {
+        ("False", p.reason, format!("{members}; {}", p.message))
+    } else {
+        ("True", "AllMembersReady", members.clone())
     };
+    let stable = all_ready && facts.progress.is_none();
     let progressing = if facts.invalid.is_some() {
         (
             "False",
@@ -157,14 +172,17 @@ pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condi
             "Paused",
             "spec.paused is true: the operator does not change the children".to_string(),
         )
-    } else if all_ready {
+    } else if let Some(p) = facts.progress {
+        ("True", p.reason, p.message.clone())
+    } else if stable {
         ("False", "Stable", members.clone())
     } else {
         ("True", "Reconciling", members.clone())
     };
-    let degraded = match facts.invalid {
-        Some(e) => ("True", e.reason(), e.to_string()),
-        None => ("False", "AsExpected", "The spec is valid".to_string()),
+    let degraded = match (facts.invalid, facts.degraded) {
+        (Some(e), _) => ("True", e.reason(), e.to_string()),
+        (None, Some(d)) => ("True", d.reason, d.message.clone()),
+        (None, None) => ("False", "AsExpected", "The spec is valid".to_string()),
     };
     [
         (READY, ready),
@@ -195,13 +213,16 @@ pub async fn update<K: Managed>(
     observed: &Observed,
     invalid: Option<&Invalid>,
     applied: &Report,
+    orchestrated: Orchestrated<K::Live>,
 ) -> Result<()> {
-    let facts = Facts::observe(
+    let mut facts = Facts::observe(
         obj.meta().generation,
         obj.common().paused,
         invalid,
         observed,
     );
+    facts.progress = orchestrated.progress.as_ref();
+    facts.degraded = orchestrated.degraded.as_ref();
     let old_status = obj.status();
     let old_conditions: &[Condition] = old_status
         .map(|s| K::common_status(s).conditions.as_slice())
@@ -218,7 +239,7 @@ pub async fn update<K: Managed>(
             .map(|c| c.component.identity.selector_string()),
     };
     let new_conditions = common.conditions.clone();
-    let status = obj.make_status(common, observed);
+    let status = obj.make_status(common, observed, &orchestrated.live);
 
     if old_status != Some(&status) {
         let ns = obj
@@ -239,7 +260,10 @@ pub async fn update<K: Managed>(
         ctx.metrics.write(K::METRIC_KIND, "patch", "status");
     }
 
-    for event in transitions(old_conditions, &new_conditions, applied) {
+    for event in transitions(old_conditions, &new_conditions, applied)
+        .into_iter()
+        .chain(orchestrated.events)
+    {
         publish(obj, ctx, event).await;
     }
     Ok(())
@@ -348,6 +372,7 @@ mod tests {
             desired: 3,
             replicas: 3,
             ready,
+            updated: 3,
             rolled_out: true,
             not_ready: (ready..3).map(|i| format!("{pod}-{i}")).collect(),
         }
@@ -359,6 +384,8 @@ mod tests {
             components: vec![component("members", ready, "zk")],
             paused,
             invalid,
+            progress: None,
+            degraded: None,
         }
     }
 
@@ -452,6 +479,29 @@ mod tests {
         );
         let events = transitions(&same, &ready, &Report::default());
         assert!(events.iter().any(|e| e.reason == "Ready"));
+    }
+
+    #[test]
+    fn engine_work_keeps_ready_from_claiming_the_spec() {
+        let mut f = facts(3, None, false);
+        let roll = Note::new("RollingUpdate", "replacing member zk-1");
+        f.progress = Some(&roll);
+        let cs = conditions(&[], &f, Timestamp::now());
+        assert_eq!(get(&cs, PROGRESSING), ("True", "RollingUpdate"));
+        assert_eq!(
+            condition(&cs, PROGRESSING).unwrap().message,
+            "replacing member zk-1"
+        );
+
+        let cs = conditions(&cs, &f, Timestamp::now());
+        assert_eq!(get(&cs, READY), ("False", "RollingUpdate"));
+
+        let stuck = Note::new("MemberNotBack", "zk-1 not ready after 5m");
+        f.progress = None;
+        f.degraded = Some(&stuck);
+        let cs = conditions(&cs, &f, Timestamp::now());
+        assert_eq!(get(&cs, DEGRADED), ("True", "MemberNotBack"));
+        assert_eq!(get(&cs, READY), ("True", "AllMembersReady"));
     }
 
     #[test]

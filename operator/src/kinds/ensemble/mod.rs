@@ -20,6 +20,7 @@ use validate::ValidEnsemble;
 impl Managed for Ensemble {
     type Status = EnsembleStatus;
     type Valid = ValidEnsemble;
+    type Live = ();
     const METRIC_KIND: &'static str = "ensemble";
 
     fn common(&self) -> &CommonSpec {
@@ -50,7 +51,7 @@ impl Managed for Ensemble {
         &status.common
     }
 
-    fn make_status(&self, common: CommonStatus, observed: &Observed) -> EnsembleStatus {
+    fn make_status(&self, common: CommonStatus, observed: &Observed, _: &()) -> EnsembleStatus {
         let members = observed
             .pods()
             .into_iter()
