@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::*;
@@ -115,6 +116,18 @@ fn the_chart_lints_clean_and_bad_values_are_refused_naming_the_value() {
         &["--set", "watchNamespaces={Not_A_Namespace}"],
         &["/watchNamespaces/0"],
     );
+    assert_refused(
+        &["--set", "injection.namespaces=all"],
+        &["/injection/namespaces", "opt-out", "opt-in"],
+    );
+    assert_refused(
+        &["--set", "injection.timeoutSeconds=0"],
+        &["/injection/timeoutSeconds", "minimum: got 0, want 1"],
+    );
+    assert_refused(
+        &["--set", "injection.certValidity=1year"],
+        &["/injection/certValidity"],
+    );
     // A monitoring object without the Prometheus operator's API: refused
     // with the way out, not silently dropped.
     assert_refused(
@@ -179,6 +192,110 @@ fn the_chart_grants_the_rules_of_the_rbac_file_and_leases_only_in_its_namespace(
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("kind: ClusterRole\n"), "{text}");
     assert!(text.contains("namespace: a\n") && text.contains("namespace: b\n"));
+    assert!(!text.contains("MutatingWebhookConfiguration"), "{text}");
+}
+
+fn rendered(extra: &[&str]) -> Vec<Value> {
+    let out = template(extra);
+    assert!(out.status.success(), "{out:?}");
+    serde_yaml::Deserializer::from_slice(&out.stdout)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn rbac_file_rules(kind: &str, name: &str) -> Vec<Value> {
+    let file: Vec<Value> = serde_yaml::Deserializer::from_str(
+        &std::fs::read_to_string(chart().join("files/operator-rbac.yaml")).unwrap(),
+    )
+    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+    .collect();
+    file.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the RBAC file"))["rules"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Injection on: the chart owns the webhook configuration (so uninstall
+/// removes it) and grants the file's injection rules less `create` on it;
+/// the operator is told not to create it.
+#[test]
+fn with_injection_the_chart_owns_the_webhook_configuration() {
+    let docs = rendered(&["--namespace", "ops", "--set", "injection.enabled=true"]);
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let config = find("MutatingWebhookConfiguration", "tessera-operator");
+    assert!(
+        config.get("webhooks").is_none(),
+        "the operator fills in the webhook: {config}"
+    );
+    let expected: Vec<Value> = rbac_file_rules("ClusterRole", "tessera-operator-injection")
+        .into_iter()
+        .filter(|r| {
+            !(r["resources"][0] == "mutatingwebhookconfigurations"
+                && r["verbs"].as_array().unwrap().contains(&json!("create")))
+        })
+        .collect();
+    let cluster = find("ClusterRole", "tessera-injection");
+    assert_eq!(cluster["rules"].as_array().unwrap(), &expected);
+    assert!(
+        !cluster.to_string().contains("\"create\""),
+        "the chart creates the configuration: {cluster}"
+    );
+    let role = find("Role", "tessera-injection");
+    assert_eq!(role["metadata"]["namespace"], "ops");
+    assert_eq!(
+        role["rules"].as_array().unwrap(),
+        &rbac_file_rules("Role", "tessera-operator-injection")
+    );
+    let svc = find("Service", "tessera-webhook");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhook");
+    let container = &find("Deployment", "tessera")["spec"]["template"]["spec"]["containers"][0];
+    let var = |name: &str| {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(var("TESSERA_WEBHOOK"), Some(json!("true")));
+    assert_eq!(
+        var("TESSERA_WEBHOOK_CONFIGURATION_OWNER"),
+        Some(json!("installer"))
+    );
+    assert_eq!(
+        var("TESSERA_WEBHOOK_SERVICE"),
+        Some(json!("tessera-webhook"))
+    );
+    assert_eq!(var("TESSERA_WEBHOOK_NAMESPACE"), Some(json!("ops")));
+    assert!(
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "webhook" && p["containerPort"] == 8443)
+    );
+
+    // Without the secrets check, no cluster-wide `get` on Secrets.
+    let docs = rendered(&[
+        "--set",
+        "injection.enabled=true",
+        "--set",
+        "injection.checkSecrets=false",
+    ]);
+    let cluster = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "tessera-injection")
+        .unwrap();
+    assert!(!cluster.to_string().contains("secrets"), "{cluster}");
 }
 
 /// charts/tessera/ci/local-values.yaml is what the tests install with: its
@@ -553,6 +670,150 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
             )
             .await
             .unwrap();
+    }
+}
+
+/// `helm install` with injection: the operator in the cluster serves the
+/// webhook through the chart's Service, a pod that asks for it runs with the
+/// sidecar, and `helm uninstall` leaves no webhook configuration behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_install_with_injection_injects_and_uninstall_removes_the_webhook() {
+    let ns = TestNs::on_real_node("helm-inj").await;
+    let _cleanup = ClusterScoped(&[
+        "mutatingwebhookconfiguration/tessera-operator",
+        "clusterrole/tessera-injection",
+        "clusterrolebinding/tessera-injection",
+    ]);
+    let app = TestNs::on_real_node("helm-inj-app").await;
+    let client = admin().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &app.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tessera.dev/injection": "enabled"}}})),
+        )
+        .await
+        .unwrap();
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    assert!(
+        configs.get_opt("tessera-operator").await.unwrap().is_none(),
+        "another test's webhook configuration is still there"
+    );
+    let chart = chart();
+    let values = local_values();
+    let watch = format!("watchNamespaces={{{}}}", app.name);
+    helm_ok(&[
+        "install",
+        "tessera",
+        chart.to_str().unwrap(),
+        "--namespace",
+        &ns.name,
+        "-f",
+        values.to_str().unwrap(),
+        "--set",
+        &watch,
+        "--set",
+        "injection.enabled=true",
+        "--set",
+        "injection.namespaces=opt-in",
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+
+    // The leader fills in the chart's configuration: the webhook with the
+    // CA bundle, the chart's labels kept.
+    let config = ns
+        .wait_for("the webhook with its CA bundle", MINUTE, || async {
+            let c = configs.get("tessera-operator").await.ok()?;
+            let w = c.webhooks.as_ref()?.first()?;
+            w.client_config.ca_bundle.as_ref()?;
+            Some(c)
+        })
+        .await;
+    let labels = config.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("Helm"),
+        "{labels:?}"
+    );
+    let svc = config.webhooks.unwrap()[0]
+        .client_config
+        .service
+        .clone()
+        .expect("called through the Service");
+    assert_eq!(
+        (svc.name.as_str(), svc.namespace.as_str()),
+        ("tessera-webhook", ns.name.as_str())
+    );
+
+    // A pod that asks for injection gets the sidecar and runs Ready with it.
+    let mut spec = tessera_e2e::redis_pod_spec(2);
+    spec["containers"][0]["name"] = json!("redis");
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "cache", "annotations": {"tessera.dev/inject": "redis"}},
+        "spec": spec,
+    }))
+    .unwrap();
+    let pods: Api<Pod> = app.api();
+    // The Service's endpoints may lag the Deployment's readiness by a
+    // moment; failurePolicy Ignore would then admit the pod uninjected.
+    let created = ns
+        .wait_for("an injected pod", MINUTE, || async {
+            let _ = pods.delete("cache", &Default::default()).await;
+            let p = pods.create(&Default::default(), &pod).await.ok()?;
+            let spec = p.spec.as_ref()?;
+            spec.containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .any(|c| c.name == "tessera-sidecar")
+                .then_some(p)
+        })
+        .await;
+    assert!(
+        created
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("tessera.dev/injected")),
+        "{:?}",
+        created.metadata.annotations
+    );
+    app.wait_for("the injected pod Ready", 2 * MINUTE, || async {
+        let p = pods.get("cache").await.ok()?;
+        tessera_operator::reconcile::status::pod_ready(&p).then_some(())
+    })
+    .await;
+
+    // Uninstall: the configuration goes with the release and does not
+    // come back (the operator does not create it).
+    helm_ok(&["uninstall", "tessera", "--namespace", &ns.name, "--wait"]);
+    let op_pods: Api<Pod> = ns.api();
+    ns.wait_for("the operator pods gone", MINUTE, || async {
+        let lp = ListParams::default().labels("app.kubernetes.io/name=tessera-operator");
+        op_pods.list(&lp).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        configs.get_opt("tessera-operator").await.unwrap().is_none(),
+        "helm uninstall left the webhook configuration"
+    );
+}
+
+/// Deletes cluster-scoped objects a failed test would leave behind (the
+/// namespaces go with their own guards).
+struct ClusterScoped(&'static [&'static str]);
+
+impl Drop for ClusterScoped {
+    fn drop(&mut self) {
+        let mut args = vec!["delete", "--ignore-not-found", "--wait=false"];
+        args.extend_from_slice(self.0);
+        let _ = kubectl(&args);
     }
 }
 

@@ -79,3 +79,39 @@ Arguments: (list $ "PodMonitor" "monitoring.podMonitor").
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/*
+The rules of one RBAC object of files/operator-rbac.yaml, by kind and name.
+Arguments: (list $ "ClusterRole" "tessera-operator-injection").
+*/}}
+{{- define "tessera.rulesOf" -}}
+{{- $ctx := index . 0 -}}
+{{- $rules := list -}}
+{{- range regexSplit "(?m)^---\\s*$" ($ctx.Files.Get "files/operator-rbac.yaml") -1 -}}
+{{- $doc := fromYaml . -}}
+{{- if and (eq (get $doc "kind") (index $ 1)) (eq (get (get $doc "metadata") "name") (index $ 2)) -}}
+{{- $rules = $doc.rules -}}
+{{- end -}}
+{{- end -}}
+{{- if not $rules -}}
+{{- fail (printf "files/operator-rbac.yaml holds no rules in the %s %s" (index . 1) (index . 2)) -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}
+
+{{/*
+The injection webhook's cluster rules: those of the file, less what the
+chart makes unnecessary: `create` on the webhook configuration (the chart
+creates it) and `get` on every Secret when checkSecrets is false.
+*/}}
+{{- define "tessera.injectionRules" -}}
+{{- $rules := list -}}
+{{- range fromYamlArray (include "tessera.rulesOf" (list . "ClusterRole" "tessera-operator-injection")) -}}
+{{- if and (has "mutatingwebhookconfigurations" .resources) (has "create" .verbs) -}}
+{{- else if and (has "secrets" .resources) (not $.Values.injection.checkSecrets) -}}
+{{- else -}}
+{{- $rules = append $rules . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}

@@ -132,8 +132,7 @@ impl CertManager {
                     Some((b, at)) => *b != bundle || at.elapsed() >= REAPPLY,
                     None => true,
                 };
-                if due {
-                    self.apply(configs, &bundle).await?;
+                if due && self.apply(configs, &bundle).await? {
                     *applied = Some((bundle, Instant::now()));
                 }
             }
@@ -156,11 +155,24 @@ impl CertManager {
         Ok(())
     }
 
+    /// Applies the configuration with `bundle`; false when it must wait.
     async fn apply(
         &self,
         configs: &Api<MutatingWebhookConfiguration>,
         bundle: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
+        if self.settings.owner == config::Owner::Installer
+            && configs.get_opt(config::CONFIGURATION).await?.is_none()
+        {
+            // Creating it would leave an object the installer does not
+            // know, and that outlives an uninstall.
+            tracing::warn!(
+                name = config::CONFIGURATION,
+                "waiting for the installer to create the MutatingWebhookConfiguration \
+                 (--webhook-configuration-owner=installer)"
+            );
+            return Ok(false);
+        }
         let desired = config::build(&self.settings, bundle);
         configs
             .patch(
@@ -173,7 +185,7 @@ impl CertManager {
             name = config::CONFIGURATION,
             "applied the webhook configuration"
         );
-        Ok(())
+        Ok(true)
     }
 }
 

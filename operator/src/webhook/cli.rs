@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::WebhookConfig;
 use super::admission::NativeSidecars;
-use super::config::{Endpoint, FailurePolicy, Selection, Settings};
+use super::config::{Endpoint, FailurePolicy, Owner, Selection, Settings};
 use super::tls::Policy;
 
 #[derive(Args, Debug, Clone)]
@@ -92,6 +92,18 @@ pub struct WebhookArgs {
     /// when a third is left.
     #[arg(long, env = "TESSERA_WEBHOOK_CERT_VALIDITY", default_value = "24h", value_parser = parse_duration)]
     pub webhook_cert_validity: Duration,
+
+    /// Who creates the MutatingWebhookConfiguration `tessera-operator`:
+    /// operator (it creates it and labels it as its own) or installer (the
+    /// Helm chart creates it and deletes it on uninstall; the operator only
+    /// fills in its webhook and CA bundle, and waits while it is missing).
+    #[arg(
+        long,
+        env = "TESSERA_WEBHOOK_CONFIGURATION_OWNER",
+        value_enum,
+        default_value = "operator"
+    )]
+    pub webhook_configuration_owner: Owner,
 
     /// Seconds the API server waits for an answer (1-30).
     #[arg(long, env = "TESSERA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
@@ -184,6 +196,7 @@ impl WebhookArgs {
                     .filter(|n| !n.is_empty())
                     .collect(),
                 timeout_seconds: self.webhook_timeout_seconds,
+                owner: self.webhook_configuration_owner,
             },
             policy: Policy {
                 leaf_validity: self.webhook_cert_validity,

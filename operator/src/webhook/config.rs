@@ -37,6 +37,18 @@ pub enum FailurePolicy {
     Fail,
 }
 
+/// Who creates (and deletes) the configuration object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Owner {
+    /// The operator creates it and labels it as its own; removing the
+    /// operator leaves it behind (docs/injection.md says how to delete it).
+    Operator,
+    /// The installer (the Helm chart) creates it and deletes it on
+    /// uninstall; the operator only fills in its webhook and CA bundle,
+    /// and waits while the object does not exist.
+    Installer,
+}
+
 /// How the API server reaches the webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -57,6 +69,7 @@ pub struct Settings {
     /// When the operator watches only some namespaces, only those.
     pub only: Vec<String>,
     pub timeout_seconds: i32,
+    pub owner: Owner,
 }
 
 pub fn build(s: &Settings, ca_bundle: &str) -> MutatingWebhookConfiguration {
@@ -94,10 +107,15 @@ pub fn build(s: &Settings, ca_bundle: &str) -> MutatingWebhookConfiguration {
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some(CONFIGURATION.into()),
-            labels: Some(BTreeMap::from([
-                (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
-                (LABEL_PART_OF.to_string(), "tessera".to_string()),
-            ])),
+            // An installer's object keeps the installer's labels: owning
+            // them would flip `managed-by` back and forth with every
+            // upgrade.
+            labels: (s.owner == Owner::Operator).then(|| {
+                BTreeMap::from([
+                    (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+                    (LABEL_PART_OF.to_string(), "tessera".to_string()),
+                ])
+            }),
             ..Default::default()
         },
         webhooks: Some(vec![MutatingWebhook {
@@ -156,6 +174,7 @@ mod tests {
             excluded: vec!["kube-system".into(), "tessera-system".into()],
             only: vec![],
             timeout_seconds: 5,
+            owner: Owner::Operator,
         }
     }
 
@@ -172,6 +191,10 @@ mod tests {
             (Some("/inject"), Some(443))
         );
         assert_eq!(w.client_config.ca_bundle.as_ref().unwrap().0, b"CA");
+        assert_eq!(
+            c.metadata.labels.unwrap()[LABEL_MANAGED_BY],
+            "tessera-operator"
+        );
         let exprs = w
             .namespace_selector
             .as_ref()
@@ -224,5 +247,14 @@ mod tests {
             (exprs[2].operator.as_str(), exprs[2].values.clone().unwrap()),
             ("In", vec!["enabled".to_string()])
         );
+    }
+
+    #[test]
+    fn an_installers_configuration_keeps_the_installers_labels() {
+        let mut s = settings();
+        s.owner = Owner::Installer;
+        let c = build(&s, "CA");
+        assert_eq!(c.metadata.labels, None);
+        assert_eq!(c.webhooks.unwrap()[0].name, WEBHOOK);
     }
 }
