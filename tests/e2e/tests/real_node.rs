@@ -308,6 +308,104 @@ fn a_taken_api_relay_port_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn udp_53_taken_on_the_bridge_address_is_refused_before_anything_starts() {
+    let state = tempfile_dir("dns-port");
+    // The address of a subnet of its own, which no interface has yet:
+    // IP_FREEBIND lets a socket hold it as another DNS server would.
+    let holder = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    holder.set_freebind_v4(true).unwrap();
+    holder
+        .bind(
+            &"10.202.0.1:53"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .expect("bind 10.202.0.1:53");
+    let (ok, err) = controlplane_up(&state, &[("TESSERA_NODE_CIDR", "10.202.0.0/24")]);
+    assert!(!ok, "up must fail: {err}");
+    assert!(
+        err.contains("UDP port 53 on 10.202.0.1 is taken") && err.contains("cluster DNS"),
+        "{err}"
+    );
+    assert!(!state.join("pids").exists(), "nothing was started");
+    std::fs::remove_dir_all(&state).ok();
+}
+
+#[test]
+fn a_missing_debian_package_is_named_before_anything_starts() {
+    let state = tempfile_dir("package");
+    // A dpkg-query that reports containerd as not installed, first on PATH.
+    let fake = tempfile::tempdir().unwrap();
+    let script = fake.path().join("dpkg-query");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nfor a; do :; done\n[ \"$a\" = containerd ] && exit 1\nexec /usr/bin/dpkg-query \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (ok, err) = controlplane_up(
+        &state,
+        &[("PATH", &path), ("TESSERA_NODE_CIDR", "10.203.0.0/24")],
+    );
+    assert!(!ok, "up must fail: {err}");
+    assert!(
+        err.contains("Debian packages missing for the real node: containerd")
+            && err.contains("hack/install-test-deps.sh"),
+        "{err}"
+    );
+    assert!(!state.join("pids").exists(), "nothing was started");
+    std::fs::remove_dir_all(&state).ok();
+}
+
+/// An image that cannot be built (here: its Debian mirror refuses
+/// connections) names itself and shows the end of its log, and leaves no
+/// archive that `load` would import.
+#[test]
+fn a_failed_image_build_names_the_image_and_shows_its_log() {
+    let cache = tempfile::tempdir().unwrap();
+    let sources = cache.path().join("unreachable.sources");
+    std::fs::write(
+        &sources,
+        "Types: deb\nURIs: http://127.0.0.1:9/debian\nSuites: bookworm\nComponents: main\n\
+         Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(tessera_e2e::repo_root().join("hack/images.sh"))
+        .args(["build", "redis"])
+        .env("TESSERA_CACHE", cache.path())
+        .env("TESSERA_DEBIAN_SOURCES", &sources)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hack/images.sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build must fail: {err}");
+    assert!(
+        err.contains("building redis (tessera.local/redis:bookworm) failed")
+            && err.contains("logs/redis.log"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Could not connect to 127.0.0.1:9"),
+        "the log's tail shows the cause: {err}"
+    );
+    assert!(
+        !cache.path().join("images/redis.oci.tar").exists(),
+        "a failed build left an archive"
+    );
+}
+
+#[test]
 fn a_second_controlplane_sh_while_one_runs_is_refused() {
     let state = tempfile_dir("second");
     std::fs::create_dir_all(&state).unwrap();
