@@ -268,19 +268,14 @@ fn controlplane_up(state: &std::path::Path, env: &[(&str, &str)]) -> (bool, Stri
 fn a_bridge_address_already_taken_is_refused_before_anything_starts() {
     let state = tempfile_dir("taken");
     // 127.0.0.1 is on lo: the node's bridge address must be its own.
-    let (ok, err) = controlplane_up(&state, &[("TESSERA_NODE_CIDR", "127.0.0.0/24")]);
-    assert!(!ok, "up must fail: {err}");
-    assert!(
-        err.contains("bridge address 127.0.0.1 is already on interface lo")
-            && err.contains("TESSERA_NODE_CIDR"),
-        "{err}"
+    assert_up_refused(
+        &state,
+        &[("TESSERA_NODE_CIDR", "127.0.0.0/24")],
+        &[
+            "bridge address 127.0.0.1 is already on interface lo",
+            "TESSERA_NODE_CIDR",
+        ],
     );
-    assert!(
-        !state.join("pids").exists(),
-        "nothing was started: {:?}",
-        std::fs::read_dir(&state).map(|d| d.count())
-    );
-    std::fs::remove_dir_all(&state).ok();
 }
 
 #[test]
@@ -290,21 +285,17 @@ fn a_taken_api_relay_port_is_refused_before_anything_starts() {
     let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("a free port");
     let port = taken.local_addr().unwrap().port().to_string();
     // A subnet of its own, so that only the port is in the way.
-    let (ok, err) = controlplane_up(
+    assert_up_refused(
         &state,
         &[
             ("TESSERA_NODE_CIDR", "10.201.0.0/24"),
             ("TESSERA_NODE_API_PORT", &port),
         ],
+        &[
+            &format!("TCP port {port} on 10.201.0.1 is taken"),
+            "TESSERA_NODE_API_PORT",
+        ],
     );
-    assert!(!ok, "up must fail: {err}");
-    assert!(
-        err.contains(&format!("TCP port {port} on 10.201.0.1 is taken"))
-            && err.contains("TESSERA_NODE_API_PORT"),
-        "{err}"
-    );
-    assert!(!state.join("pids").exists(), "nothing was started");
-    std::fs::remove_dir_all(&state).ok();
 }
 
 #[test]
@@ -327,14 +318,12 @@ fn udp_53_taken_on_the_bridge_address_is_refused_before_anything_starts() {
                 .into(),
         )
         .expect("bind 10.202.0.1:53");
-    let (ok, err) = controlplane_up(&state, &[("TESSERA_NODE_CIDR", "10.202.0.0/24")]);
-    assert!(!ok, "up must fail: {err}");
-    assert!(
-        err.contains("UDP port 53 on 10.202.0.1 is taken") && err.contains("cluster DNS"),
-        "{err}"
+    assert_up_refused(
+        &state,
+        &[("TESSERA_NODE_CIDR", "10.202.0.0/24")],
+        &["UDP port 53 on 10.202.0.1 is taken", "cluster DNS"],
     );
-    assert!(!state.join("pids").exists(), "nothing was started");
-    std::fs::remove_dir_all(&state).ok();
+    drop(holder);
 }
 
 #[test]
@@ -354,18 +343,14 @@ fn a_missing_debian_package_is_named_before_anything_starts() {
         fake.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let (ok, err) = controlplane_up(
+    assert_up_refused(
         &state,
         &[("PATH", &path), ("TESSERA_NODE_CIDR", "10.203.0.0/24")],
+        &[
+            "Debian packages missing for the real node: containerd",
+            "hack/install-test-deps.sh",
+        ],
     );
-    assert!(!ok, "up must fail: {err}");
-    assert!(
-        err.contains("Debian packages missing for the real node: containerd")
-            && err.contains("hack/install-test-deps.sh"),
-        "{err}"
-    );
-    assert!(!state.join("pids").exists(), "nothing was started");
-    std::fs::remove_dir_all(&state).ok();
 }
 
 /// An image that cannot be built (here: its Debian mirror refuses
@@ -425,6 +410,22 @@ fn a_second_controlplane_sh_while_one_runs_is_refused() {
         "{err}"
     );
     std::fs::remove_dir_all(&state).ok();
+}
+
+/// `up` fails with every phrase in its error, before starting anything;
+/// the state folder is removed after.
+fn assert_up_refused(state: &std::path::Path, env: &[(&str, &str)], phrases: &[&str]) {
+    let (ok, err) = controlplane_up(state, env);
+    assert!(!ok, "up must fail: {err}");
+    for phrase in phrases {
+        assert!(err.contains(phrase), "{phrase:?} not in: {err}");
+    }
+    assert!(
+        !state.join("pids").exists(),
+        "nothing was started: {:?}",
+        std::fs::read_dir(state).map(|d| d.count())
+    );
+    std::fs::remove_dir_all(state).ok();
 }
 
 fn tempfile_dir(what: &str) -> std::path::PathBuf {
