@@ -15,6 +15,10 @@
 //! - **Graceful drain**: when `shutdown` resolves, the listener closes,
 //!   requests in progress get their answers, idle connections close, and
 //!   [`serve`] returns once all are done or after [`DRAIN_TIMEOUT`].
+//!
+//! [`serve_with`] adds a per-connection step before HTTP (the operator's
+//! webhook: a TLS handshake), run on the connection's own task so that a
+//! slow handshake never holds up `accept`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -132,6 +136,32 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_with(
+        listener,
+        |tcp| std::future::ready(Some(tcp)),
+        handler,
+        settings,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], with `wrap` turning each accepted connection into the stream
+/// HTTP runs over (a TLS handshake, bounded by the caller), or `None` to
+/// close it. The connection counts against the cap from its accept.
+pub async fn serve_with<W, WF, S, H, F>(
+    listener: TcpListener,
+    wrap: W,
+    handler: H,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) where
+    W: Fn(TcpStream) -> WF + Clone + Send + Sync + 'static,
+    WF: Future<Output = Option<S>> + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     if let Ok(addr) = listener.local_addr() {
         tracing::debug!(%addr, "http endpoint accepting");
     }
@@ -153,10 +183,20 @@ pub async fn serve<H, F>(
             () = &mut shutdown => break,
             conn = backoff.accept(&listener) => conn,
         };
+        let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let stop = stop_rx.clone();
+        let wrap = wrap.clone();
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            connection(stream, peer, handler, settings.header_read_timeout, stop).await;
+            // A connection still in its handshake when the drain starts has
+            // no request in progress: it is closed, not waited for.
+            let wrapped = tokio::select! {
+                s = wrap(stream) => s,
+                () = stopped(&mut stop) => None,
+            };
+            if let Some(stream) = wrapped {
+                connection(stream, peer, handler, settings.header_read_timeout, stop).await;
+            }
             drop(permit);
         });
     }
@@ -177,17 +217,17 @@ pub async fn serve<H, F>(
 
 /// Serves one connection until it ends, closing it gracefully (after the
 /// request in progress) when `stop` turns true.
-async fn connection<H, F>(
-    stream: TcpStream,
+async fn connection<S, H, F>(
+    stream: S,
     peer: SocketAddr,
     handler: H,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let _ = stream.set_nodelay(true);
     let service = hyper::service::service_fn(move |req| {
         let answer = handler(req);
         async move { Ok::<_, Infallible>(answer.await) }

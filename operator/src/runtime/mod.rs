@@ -84,21 +84,30 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let lost = Arc::new(AtomicBool::new(false));
     // Every replica serves the webhook, standbys included; only the
     // leader writes (certificates, the configuration, Events).
+    let mut webhook_server = None;
     if let Some(webhook) = cfg.webhook.clone() {
-        crate::webhook::start(
-            webhook,
-            crate::webhook::Runtime {
-                client: client.clone(),
-                registry: metrics.registry().clone(),
-                tessera_image: cfg.build.tessera_image.clone(),
-                namespaces: cfg.namespaces.clone(),
-                identity: cfg.identity.clone(),
-                leading: leading.clone(),
-                stop: stop_rx.clone(),
-            },
-        )
-        .await?;
+        webhook_server = Some(
+            crate::webhook::start(
+                webhook,
+                crate::webhook::Runtime {
+                    client: client.clone(),
+                    registry: metrics.registry().clone(),
+                    tessera_image: cfg.build.tessera_image.clone(),
+                    namespaces: cfg.namespaces.clone(),
+                    identity: cfg.identity.clone(),
+                    leading: leading.clone(),
+                    stop: stop_rx.clone(),
+                },
+            )
+            .await?,
+        );
     }
+    // Exiting cuts admission reviews in progress: wait for the drain.
+    let webhook_drained = || async {
+        if let Some(server) = webhook_server {
+            let _ = server.await;
+        }
+    };
     let mut elector = None;
     if let Some(lease) = cfg.lease.clone() {
         // A standby is healthy and ready: it has nothing to serve.
@@ -113,7 +122,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 Err(err) => warn!(error = %err, "cannot read the leader lease"),
             }
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = stop.wait_for(|s| *s) => {
+                    webhook_drained().await;
+                    return Ok(());
+                }
                 _ = tokio::time::sleep(lease.retry) => {}
             }
         }
@@ -209,6 +221,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     metrics.leader.set(0);
 
     if lost.load(Ordering::SeqCst) {
+        webhook_drained().await;
         anyhow::bail!("lost the leader lease; exiting so that a restart becomes a standby");
     }
     if let Some(handle) = renewer {
@@ -220,6 +233,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             }
         }
     }
+    webhook_drained().await;
     info!("stopped");
     Ok(())
 }

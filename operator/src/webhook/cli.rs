@@ -90,7 +90,7 @@ pub struct WebhookArgs {
 
     /// Validity of the serving certificate, e.g. 24h, 90m, 60s; renewed
     /// when a third is left.
-    #[arg(long, env = "TESSERA_WEBHOOK_CERT_VALIDITY", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "TESSERA_WEBHOOK_CERT_VALIDITY", default_value = "24h", value_parser = parse_cert_validity)]
     pub webhook_cert_validity: Duration,
 
     /// Who creates the MutatingWebhookConfiguration `tessera-operator`:
@@ -105,12 +105,39 @@ pub struct WebhookArgs {
     )]
     pub webhook_configuration_owner: Owner,
 
+    /// After SIGTERM, keep accepting for this long (0s-60s) before
+    /// draining: the API server goes on calling a pod until its endpoint is
+    /// removed, and a call that finds the port closed is a pod admitted
+    /// without injection.
+    #[arg(long, env = "TESSERA_WEBHOOK_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_shutdown_delay)]
+    pub webhook_shutdown_delay: Duration,
+
     /// Seconds the API server waits for an answer (1-30).
     #[arg(long, env = "TESSERA_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=30))]
     pub webhook_timeout_seconds: i32,
 }
 
-/// `90s`, `15m`, `24h`, `7d`.
+/// How long the webhook keeps accepting after SIGTERM (0s-60s), then it
+/// drains: the API server sends to a pod until its endpoint is removed.
+fn parse_shutdown_delay(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > Duration::from_secs(60) {
+        return Err(format!(
+            "{s:?}: at most 60s (it must end within the pod's termination grace period)"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_cert_validity(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(30) {
+        return Err(format!("{s:?}: a certificate must live at least 30s"));
+    }
+    Ok(d)
+}
+
+/// `0s`, `90s`, `15m`, `24h`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -129,9 +156,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if secs < 30 {
-        return Err(format!("{s:?}: a certificate must live at least 30s"));
-    }
     Ok(Duration::from_secs(secs))
 }
 
@@ -204,6 +228,7 @@ impl WebhookArgs {
                 names,
             },
             native: self.webhook_native_sidecars,
+            shutdown_delay: self.webhook_shutdown_delay,
             check_secrets: self.webhook_check_secrets,
         }))
     }
@@ -272,9 +297,20 @@ mod tests {
 
     #[test]
     fn durations_and_bad_values() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172800)));
-        assert!(parse_duration("10s").is_err());
+        assert_eq!(parse_cert_validity("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_cert_validity("2d"), Ok(Duration::from_secs(172800)));
+        assert!(
+            parse_cert_validity("10s")
+                .unwrap_err()
+                .contains("at least 30s")
+        );
+        assert_eq!(parse_shutdown_delay("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_shutdown_delay("5s"), Ok(Duration::from_secs(5)));
+        assert!(
+            parse_shutdown_delay("2m")
+                .unwrap_err()
+                .contains("at most 60s")
+        );
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(cfg(&["--webhook=true", "--webhook-timeout-seconds", "31"]).is_err());

@@ -35,6 +35,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::kinds::shared::MANAGER;
 
@@ -48,6 +49,8 @@ pub struct WebhookConfig {
     pub policy: tls::Policy,
     pub native: admission::NativeSidecars,
     pub check_secrets: bool,
+    /// After `stop`, how long the server keeps accepting before it drains.
+    pub shutdown_delay: std::time::Duration,
 }
 
 /// The webhook's metrics, registered into the operator's registry.
@@ -154,8 +157,9 @@ pub struct Runtime {
 
 /// Binds the HTTPS port (an error here fails startup) and spawns the
 /// server, the certificate manager, the node watch and the reporter.
-/// Every replica serves; only the leader writes.
-pub async fn start(cfg: WebhookConfig, rt: Runtime) -> anyhow::Result<()> {
+/// Every replica serves; only the leader writes. The returned task ends
+/// when the server has drained after `stop`: await it before exiting.
+pub async fn start(cfg: WebhookConfig, rt: Runtime) -> anyhow::Result<JoinHandle<()>> {
     let metrics = WebhookMetrics::new();
     metrics
         .register(&rt.registry)
@@ -178,12 +182,13 @@ pub async fn start(cfg: WebhookConfig, rt: Runtime) -> anyhow::Result<()> {
     });
     let tls_config = server::tls_config(resolver.clone())?;
     tracing::info!(addr = %cfg.addr, namespace = %cfg.namespace, "serving the injection webhook");
-    tokio::spawn(server::serve(
+    let server = tokio::spawn(server::serve(
         listener,
         tls_config,
         injector,
         resolver.clone(),
         rt.stop.clone(),
+        cfg.shutdown_delay,
     ));
     let manager = certs::CertManager {
         client: rt.client.clone(),
@@ -216,5 +221,5 @@ pub async fn start(cfg: WebhookConfig, rt: Runtime) -> anyhow::Result<()> {
             _ = stop.wait_for(|s| *s) => {}
         }
     });
-    Ok(())
+    Ok(server)
 }

@@ -121,6 +121,74 @@ async fn at_the_connection_cap_new_clients_wait_until_one_closes() {
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
 
+/// A stand-in for a TLS handshake: the client first sends one byte, `Y`
+/// to go on to HTTP; anything else (or nothing within 300 ms) closes it.
+async fn greeting(mut tcp: TcpStream) -> Option<TcpStream> {
+    let mut b = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(300), tcp.read_exact(&mut b)).await {
+        Ok(Ok(_)) if b[0] == b'Y' => Some(tcp),
+        _ => None,
+    }
+}
+
+async fn greet_and_get(port: u16, greeting: &[u8]) -> std::io::Result<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(greeting).await?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn serve_with_runs_the_wrap_per_connection_without_holding_up_accept() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve_with(
+        listener,
+        greeting,
+        |_req: Request<Incoming>| async { ok("ok\n") },
+        quick(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    assert_eq!(greet_and_get(port, b"Y").await.unwrap(), "HTTP/1.1 200 OK");
+    // A refused handshake closes the connection without an answer.
+    assert_eq!(greet_and_get(port, b"N").await.unwrap_or_default(), "");
+    // A client that never greets holds its own task, not the listener:
+    // others are served meanwhile, and its slot comes back.
+    let silent = silent_clients(port, 3).await;
+    let start = Instant::now();
+    assert_eq!(greet_and_get(port, b"Y").await.unwrap(), "HTTP/1.1 200 OK");
+    assert!(
+        start.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .expect("serve_with returns after the drain")
+        .unwrap();
+}
+
+/// `n` connections that send nothing.
+async fn silent_clients(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    v
+}
+
 #[tokio::test]
 async fn drain_finishes_requests_in_progress_and_refuses_new_ones() {
     let (port, stop, task) = start(quick(), Duration::from_millis(500)).await;
