@@ -500,3 +500,79 @@ async fn memcached_shards_are_ready_one_pod_each_and_answer_at_their_address() {
     let pvcs = kubectl_ok(&["-n", &ns.name, "get", "pvc", "-o", "name"]);
     assert_eq!(pvcs.trim(), "", "a cache keeps nothing on disk");
 }
+
+/// Persistence off: a primary whose Redis restarts comes back empty, as a
+/// replica of the placeholder; its replica keeps the data, is promoted, and
+/// the restarted pod resyncs from it instead of wiping it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
+    let (ns, _op) = real_node_setup("wt13-sst-nopersist").await;
+    let api: Api<ShardedStore> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
+            "metadata": {"name": "volatile"},
+            "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
+                     "config": {"appendonly": "no", "save": ""},
+                     "monitoring": {"enabled": false}}
+        })),
+    )
+    .await
+    .unwrap();
+    let store = wait_placed(&ns, "volatile", 5 * MINUTE).await;
+    let sh = store.status.unwrap().shards[0].clone();
+    let (old, heir) = (sh.primary.clone().unwrap(), sh.replicas[0].name.clone());
+    let opts = || Options {
+        timeout: Duration::from_secs(2),
+        ..Options::default()
+    };
+    let addr = sh.address.clone().unwrap();
+    let mut c = Client::connect(&addr, opts()).await.unwrap();
+    for n in 0..1000 {
+        c.command(&["SET", &format!("k{n}"), "v"]).await.unwrap();
+    }
+    let heir_addr = format!("{}:6379", pod_ip(&ns, &heir).await.unwrap());
+    ns.wait_for(&format!("{heir} has the 1000 keys"), MINUTE, || async {
+        let mut c = Client::connect(&heir_addr, opts()).await.ok()?;
+        let n = c.command(&["DBSIZE"]).await.ok()?;
+        (n == tessera_clients::resp::Value::Integer(1000)).then_some(())
+    })
+    .await;
+
+    // Redis exits without saving; the kubelet restarts the container.
+    let _ = c.command(&["SHUTDOWN", "NOSAVE"]).await;
+    let after = ns
+        .wait_for(
+            &format!("{old} back as a replica of {heir}"),
+            3 * MINUTE,
+            || async {
+                let s = api.get("volatile").await.ok()?;
+                let sh = s.status.as_ref()?.shards.first()?.clone();
+                let ip = pod_ip(&ns, &old).await?;
+                let mut c = Client::connect(&format!("{ip}:6379"), opts()).await.ok()?;
+                let i = c.info(Some("replication")).await.ok()?;
+                (sh.primary.as_deref() == Some(heir.as_str())
+                    && i.get("master_host") == Some(dns(&ns, "volatile", &heir).as_str())
+                    && i.get("master_link_status") == Some("up"))
+                .then_some(s)
+            },
+        )
+        .await;
+    let sh = &after.status.as_ref().unwrap().shards[0];
+    let mut c = Client::connect(sh.address.as_deref().unwrap(), opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.command(&["DBSIZE"]).await.unwrap(),
+        tessera_clients::resp::Value::Integer(1000),
+        "the promoted replica lost keys"
+    );
+    let old_addr = format!("{}:6379", pod_ip(&ns, &old).await.unwrap());
+    ns.wait_for(&format!("{old} resynced the 1000 keys"), MINUTE, || async {
+        let mut c = Client::connect(&old_addr, opts()).await.ok()?;
+        let n = c.command(&["DBSIZE"]).await.ok()?;
+        (n == tessera_clients::resp::Value::Integer(1000)).then_some(())
+    })
+    .await;
+}
