@@ -576,3 +576,60 @@ async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
     })
     .await;
 }
+
+/// `make bench-shardedstore`: redis-benchmark in the app pod, through the
+/// ambassador (keys spread over the 3 shards) and straight to one primary,
+/// without and with pipelining. Prints the lines for docs/benchmarks.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench-shardedstore"]
+async fn bench_ambassador_against_direct_primaries() {
+    let (ns, _op) = real_node_setup("wt13-sst-bench").await;
+    let secrets: Api<Secret> = ns.api();
+    secrets
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "cache-auth"}, "stringData": {"password": PASSWORD}})),
+        )
+        .await
+        .unwrap();
+    ns.apply_file(&repo_root().join("examples/shardedstore-redis.yaml"));
+    let store = wait_placed(&ns, "cache", 6 * MINUTE).await;
+    app_with_ambassador(&ns, "cache").await;
+    let primary = store.status.unwrap().shards[0].address.clone().unwrap();
+    let (host, port) = primary.split_once(':').unwrap();
+    for pipeline in ["1", "16"] {
+        for (what, target) in [
+            ("ambassador", "-h 127.0.0.1 -p 6379".to_string()),
+            ("direct, one primary", format!("-h {host} -p {port}")),
+        ] {
+            let run = kubectl(&[
+                "-n",
+                &ns.name,
+                "exec",
+                "app",
+                "-c",
+                "app",
+                "--",
+                "sh",
+                "-c",
+                &format!(
+                    "redis-benchmark {target} -a \"$REDISCLI_AUTH\" -t set,get -n 100000 \
+                     -c 50 -r 100000 -P {pipeline} -q 2>&1"
+                ),
+            ]);
+            let out = String::from_utf8_lossy(&run.stdout);
+            if !run.status.success() {
+                // Reported, not fatal: one failed configuration should not
+                // hide the others' numbers.
+                eprintln!("BENCH -P {pipeline} {what}: FAILED ({}): {out}", run.status);
+            }
+            // redis-benchmark redraws its progress with \r: the summary is
+            // the last piece of each line.
+            for line in out.lines().filter_map(|l| l.rsplit('\r').next()) {
+                if line.contains("requests per second") {
+                    eprintln!("BENCH -P {pipeline} {what}: {}", line.trim());
+                }
+            }
+        }
+    }
+}

@@ -225,6 +225,7 @@ async fn redis_shards(
                 ordinal: ordinal as i32,
                 host: pod_host(&valid.name, &valid.namespace, n),
                 answer,
+                ready: pods.get(n).is_some_and(|p| pod_ready(p)),
             })
             .collect();
         let rec = recorded.get(&index).map(String::as_str);

@@ -5,8 +5,10 @@
 //! The rules (docs/shardedstore.md):
 //! - a recorded primary that answers as a primary stays;
 //! - otherwise a primary is chosen only from a complete view: every pod the
-//!   shard should have answered, except a recorded primary that does not
-//!   answer (the failover case); a pod that restarted comes back as a
+//!   shard should have answered, except a recorded primary that is lost (the
+//!   failover case): it does not answer and its pod is not Ready either, so
+//!   one slow answer from a loaded primary whose probes still pass never
+//!   causes a failover; a pod that restarted comes back as a
 //!   replica of the placeholder and is a candidate like the others;
 //! - the candidate with the highest replication offset wins (ties: one that
 //!   already is a primary, then the recorded one, then the lowest ordinal),
@@ -42,6 +44,9 @@ pub struct PodView {
     pub host: String,
     /// None: no pod, no IP yet, or it did not answer.
     pub answer: Option<Answer>,
+    /// The kubelet reports the pod Ready (the sidecar's check passes): a
+    /// second opinion before a primary that did not answer is called lost.
+    pub ready: bool,
 }
 
 /// A change to send to one pod.
@@ -73,6 +78,11 @@ pub fn plan(pods: &[PodView], recorded: Option<&str>, port: i32) -> Plan {
     let mut steps = Vec::new();
     let primary = match recorded {
         Some(r) if answer(r).is_some_and(|a| a.role == Role::Primary) => r.to_string(),
+        Some(r) if answer(r).is_none() && pods.iter().any(|p| p.name == r && p.ready) => {
+            return waiting(format!(
+                "primary {r} did not answer but its pod is still Ready; failing over only once it is not"
+            ));
+        }
         _ => {
             let lost = recorded.filter(|r| answer(r).is_none());
             let missing: Vec<&str> = pods

@@ -463,6 +463,8 @@ fn shard(answers: Vec<Option<Answer>>) -> Vec<PodView> {
                 host: host(&name),
                 name,
                 ordinal: i as i32,
+                // Ready pods answer; these tests' silent pods are gone.
+                ready: answer.is_some(),
                 answer,
             }
         })
@@ -540,6 +542,16 @@ fn a_lost_primary_fails_over_to_the_most_up_to_date_replica() {
             follow("cache-0-1", "cache-0-2"),
         ]
     );
+}
+
+#[test]
+fn a_primary_that_is_slow_to_answer_but_still_ready_is_not_failed_over() {
+    let mut pods = shard(vec![None, replica_of(&host("cache-0-0"), 80)]);
+    pods[0].ready = true;
+    let p = plan(&pods, Some("cache-0-0"), PORT);
+    assert_eq!(p.primary, None);
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert!(p.waiting.unwrap().contains("still Ready"));
 }
 
 #[test]
