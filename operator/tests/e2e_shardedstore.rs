@@ -299,9 +299,8 @@ fn shard_of(store: &ShardedStore, ring: &Ring, k: &str) -> ShardStatus {
     store.status.as_ref().unwrap().shards[i].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_primary() {
-    let (ns, op) = real_node_setup("wt13-sst-redis").await;
+/// examples/shardedstore-redis.yaml with its auth Secret, once placed.
+async fn redis_example(ns: &TestNs) -> ShardedStore {
     let secrets: Api<Secret> = ns.api();
     secrets
         .create(
@@ -311,7 +310,13 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
         .await
         .unwrap();
     ns.apply_file(&repo_root().join("examples/shardedstore-redis.yaml"));
-    let store = wait_placed(&ns, "cache", 6 * MINUTE).await;
+    wait_placed(ns, "cache", 6 * MINUTE).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_primary() {
+    let (ns, op) = real_node_setup("wt13-sst-redis").await;
+    let store = redis_example(&ns).await;
     assert_replication_healthy(&ns, &store).await;
     let logs = op.logs();
     assert!(
@@ -584,16 +589,7 @@ async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
 #[ignore = "a benchmark: make bench-shardedstore"]
 async fn bench_ambassador_against_direct_primaries() {
     let (ns, _op) = real_node_setup("wt13-sst-bench").await;
-    let secrets: Api<Secret> = ns.api();
-    secrets
-        .create(
-            &PostParams::default(),
-            &obj(json!({"metadata": {"name": "cache-auth"}, "stringData": {"password": PASSWORD}})),
-        )
-        .await
-        .unwrap();
-    ns.apply_file(&repo_root().join("examples/shardedstore-redis.yaml"));
-    let store = wait_placed(&ns, "cache", 6 * MINUTE).await;
+    let store = redis_example(&ns).await;
     app_with_ambassador(&ns, "cache").await;
     let primary = store.status.unwrap().shards[0].address.clone().unwrap();
     let (host, port) = primary.split_once(':').unwrap();
