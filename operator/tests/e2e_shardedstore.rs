@@ -30,6 +30,39 @@ fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).expect("test object")
 }
 
+/// The ShardedStore CRD of this checkout, applied again when the cluster's
+/// copy lacks the status fields these tests read. Other suites sharing the
+/// control plane install the crds/ of their own checkout, and an older
+/// ShardedStore schema prunes what the operator writes (`replicas`, so a
+/// wait for linked replicas never ends). A no-op once every checkout has
+/// this CRD.
+async fn ensure_store_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let (_, ours) = tessera_api::crds()
+        .into_iter()
+        .find(|(file, _)| *file == "shardedstore.yaml")
+        .expect("the ShardedStore CRD");
+    let name = ours.metadata.name.clone().unwrap();
+    // The newest status field: present in this checkout's schema only.
+    let has_ours = |c: &CustomResourceDefinition| {
+        serde_json::to_string(&c.spec.versions).is_ok_and(|t| t.contains("lagKiB"))
+    };
+    assert!(has_ours(&ours), "this checkout's CRD lacks lagKiB");
+    if api.get(&name).await.is_ok_and(|c| has_ours(&c)) {
+        return;
+    }
+    eprintln!("the cluster's {name} lacks this checkout's status fields; applying ours again");
+    api.patch(
+        &name,
+        &PatchParams::apply("tessera-e2e").force(),
+        &Patch::Apply(&ours),
+    )
+    .await
+    .expect("apply the ShardedStore CRD");
+}
+
 /// The store once Ready for its generation with every shard placed: a
 /// primary with an address and, for Redis, every replica linked.
 async fn wait_placed(ns: &TestNs, name: &str, timeout: Duration) -> ShardedStore {
@@ -37,6 +70,7 @@ async fn wait_placed(ns: &TestNs, name: &str, timeout: Duration) -> ShardedStore
     ns.wait_for(&format!("shardedstore/{name} Ready"), timeout, || {
         let api = api.clone();
         async move {
+            ensure_store_crd(&ns.client).await;
             let s = api.get(name).await.ok()?;
             let st = s.status.as_ref()?;
             let ready = st

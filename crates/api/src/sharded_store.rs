@@ -274,9 +274,6 @@ pub struct ShardStatus {
     /// Number of the shard's replicas that are ready.
     #[serde(default)]
     pub ready_replicas: i32,
-    /// The primary's replication offset (`master_repl_offset`), Redis only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
     /// The shard's other pods, as the operator last saw them: Redis
     /// replicas following the primary, or pods not placed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -292,11 +289,10 @@ pub struct ShardReplica {
     /// True when its replication link to the shard's primary is up.
     #[serde(default)]
     pub linked: bool,
-    /// Its replication offset; absent when the pod did not answer.
+    /// How far it is behind the primary's replication stream, in KiB
+    /// (rounded down, so that an idle or in-sync shard reports 0 and status
+    /// is not rewritten for every write); absent when it is not linked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
-    /// Bytes of the primary's replication stream it has not processed yet
-    /// (the primary's offset minus its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_bytes: Option<i64>,
+    #[serde(rename = "lagKiB")]
+    pub lag_kib: Option<i64>,
 }

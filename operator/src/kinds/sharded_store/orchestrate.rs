@@ -96,7 +96,6 @@ fn memcached_map(valid: &ValidStore, observed: &Observed) -> ShardMap {
                     .and_then(|p| pod_ip(p))
                     .map(|ip| address(ip, memcached::PORT)),
                 ready_replicas: 0,
-                offset: None,
                 replicas: vec![],
             }
         })
@@ -334,11 +333,10 @@ fn shard_status(
             ShardReplica {
                 name: v.name.clone(),
                 linked,
-                offset,
-                lag_bytes: offset
+                lag_kib: offset
                     .zip(primary_offset)
                     .filter(|_| linked)
-                    .map(|(o, p)| (p - o).max(0)),
+                    .map(|(o, p)| lag_kib(p, o)),
             }
         })
         .collect();
@@ -354,9 +352,15 @@ fn shard_status(
             .iter()
             .filter(|r| pods.get(&r.name).is_some_and(|p| pod_ready(p)))
             .count() as i32,
-        offset: primary_offset,
         replicas,
     }
+}
+
+/// Replication lag in whole KiB. Offsets move with every write and with
+/// Redis's own pings to replicas; raw offsets in status would rewrite it
+/// on almost every pass.
+pub fn lag_kib(primary: i64, replica: i64) -> i64 {
+    (primary - replica).max(0) / 1024
 }
 
 fn promoted_event(index: i32, pod: &str, offset: i64, lost: Option<&str>) -> Option<Event> {

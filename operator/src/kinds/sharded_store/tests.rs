@@ -10,7 +10,7 @@ use tessera_api::sharded_store::ShardStatus;
 use tessera_api::{Invalid, ShardedStore, ShardedStoreStatus, StoreEngine};
 
 use super::build::pod_host;
-use super::orchestrate::ShardMap;
+use super::orchestrate::{ShardMap, lag_kib};
 use super::placement::{Answer, PodView, Role, Step, plan};
 use super::redis::redis_conf;
 use crate::kinds::shared::CONFIG_CHECKSUM;
@@ -617,4 +617,12 @@ fn the_children_are_pure_functions_of_the_spec() {
         desired(&redis(), &obs).children[0],
         Child::ConfigMap(_)
     ));
+}
+
+#[test]
+fn lag_is_reported_in_whole_kib_so_pings_do_not_rewrite_status() {
+    assert_eq!(lag_kib(1_000_014, 1_000_000), 0);
+    assert_eq!(lag_kib(5 * 1024 + 1, 0), 5);
+    // A replica ahead of the primary's last answer (read a moment later).
+    assert_eq!(lag_kib(100, 400), 0);
 }
