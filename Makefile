@@ -81,11 +81,15 @@ demo: controlplane-up ## Control plane, CRDs, operator and the Ensemble examples
 	hack/demo.sh
 
 # ---- operator (issue 4) ----------------------------------------------------
-.PHONY: e2e-operator bench-operator bench-injection
+.PHONY: e2e-operator bench-operator bench-injection bench-shardedstore
 
 e2e-operator: controlplane-up ## Operator end-to-end tests against the local control plane
 	eval "$$(hack/controlplane.sh env)"; \
-	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble --test e2e_real_node --test e2e_hardening --test e2e_helm --test e2e_injection -- --test-threads=2 2>&1 | tee -a "$(TEST_LOG)"
+	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble --test e2e_real_node --test e2e_shardedstore --test e2e_hardening --test e2e_helm --test e2e_injection -- --test-threads=2 2>&1 | tee -a "$(TEST_LOG)"
+
+bench-shardedstore: controlplane-up ## ShardedStore: redis-benchmark through the ambassador against a primary, on the real node
+	eval "$$(hack/controlplane.sh env)"; \
+	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_shardedstore bench_ -- --ignored --nocapture
 
 bench-operator: controlplane-up ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
 	eval "$$(hack/controlplane.sh env)"; \

@@ -18,40 +18,8 @@ use tessera_operator::reconcile::status::pod_ready;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// `--engine-image` mappings to the locally built engine images.
-fn engine_images() -> String {
-    let out = std::process::Command::new(repo_root().join("hack/images.sh"))
-        .arg("engine-map")
-        .output()
-        .expect("run hack/images.sh engine-map");
-    assert!(
-        out.status.success(),
-        "hack/images.sh engine-map: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 async fn setup(test: &str) -> (TestNs, Operator) {
-    let client = admin().await;
-    install_crds(&client).await;
-    let kc = operator_kubeconfig(&client).await;
-    let ns = TestNs::on_real_node(test).await;
-    let images = engine_images();
-    let op = Operator::start(
-        &kc,
-        &ns.name,
-        "op",
-        &[
-            "--resync-seconds",
-            "5",
-            "--leader-elect",
-            "false",
-            "--engine-image",
-            &images,
-        ],
-    );
-    (ns, op)
+    real_node_setup(test).await
 }
 
 /// `kubectl exec` into a container; panics with its output on failure.

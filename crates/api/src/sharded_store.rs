@@ -64,9 +64,22 @@ pub struct ShardedStoreSpec {
     pub engine: StoreEngine,
 
     /// Number of shards, from 1 to 1024. Changing it moves keys between
-    /// shards: with ketama distribution about 1/N of the keys move.
+    /// shards (with ketama distribution about 1/N of the keys) and the
+    /// operator does not migrate them: for a Redis store a changed count is
+    /// refused (Degraded=True, reason RuleViolation) unless
+    /// `acknowledgeKeyRemapping` holds the new count. memcached stores
+    /// change freely: a remapped key is a cache miss.
     #[schemars(range(min = 1, max = 1024))]
     pub shards: i32,
+
+    /// Set it to the new `shards` value to accept that changing the number
+    /// of shards of a Redis store sends about 1/N of the keys to another
+    /// shard, where they are not found: the keys on their old shard are not
+    /// moved or deleted. It must equal `shards`, so that an old
+    /// acknowledgement does not let a later change through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub acknowledge_key_remapping: Option<i32>,
 
     /// Replicas of each shard's primary, from 0 to 5. Must be 0 for memcached.
     #[serde(default)]
@@ -261,4 +274,25 @@ pub struct ShardStatus {
     /// Number of the shard's replicas that are ready.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// The shard's other pods, as the operator last saw them: Redis
+    /// replicas following the primary, or pods not placed yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ShardReplica>,
+}
+
+/// A pod of a shard that is not its primary.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardReplica {
+    /// Pod name.
+    pub name: String,
+    /// True when its replication link to the shard's primary is up.
+    #[serde(default)]
+    pub linked: bool,
+    /// How far it is behind the primary's replication stream, in KiB
+    /// (rounded down, so that an idle or in-sync shard reports 0 and status
+    /// is not rewritten for every write); absent when it is not linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "lagKiB")]
+    pub lag_kib: Option<i64>,
 }

@@ -188,7 +188,8 @@ mod tests {
     use crate::runtime::metrics::Metrics;
     use crate::runtime::registry::{Kind, Registry, Settings, kind, users};
 
-    /// The production list plus the test kind: one more line.
+    /// A kind alone, and the same list plus the test kind: one more line.
+    const ENSEMBLE_ONLY: &[Kind] = &[kind::<Ensemble>()];
     const WITH_CANARY: &[Kind] = &[kind::<Ensemble>(), kind::<Canary>()];
 
     fn canary(name: &str, secret: Option<&str>) -> Canary {
@@ -247,8 +248,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_kind_plugs_in_with_one_line_and_shares_the_child_watches() {
+        let production = Registry::new(
+            settings(Arc::new(Metrics::new())),
+            Some("demo"),
+            crate::kinds::KINDS,
+        );
+        assert_eq!(production.kinds(), ["ensemble", "shardedstore"]);
         let alone = Arc::new(Metrics::new());
-        let r = Registry::new(settings(alone.clone()), Some("demo"), crate::kinds::KINDS);
+        let r = Registry::new(settings(alone.clone()), Some("demo"), ENSEMBLE_ONLY);
         assert_eq!(r.kinds(), ["ensemble"]);
         let both = Arc::new(Metrics::new());
         let r = Registry::new(settings(both.clone()), Some("demo"), WITH_CANARY);

@@ -7,9 +7,13 @@
 #[cfg(test)]
 pub mod canary;
 pub mod ensemble;
+pub mod sharded_store;
 pub mod shared;
 
 use crate::runtime::registry::{Kind, kind};
 
 /// Every kind the operator reconciles.
-pub const KINDS: &[Kind] = &[kind::<tessera_api::Ensemble>()];
+pub const KINDS: &[Kind] = &[
+    kind::<tessera_api::Ensemble>(),
+    kind::<tessera_api::ShardedStore>(),
+];

@@ -7,17 +7,21 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
-use tessera_api::Invalid;
-use tessera_api::common::{PodMonitor, PodTemplate, Storage};
+use tessera_api::common::{Monitoring, PodMonitor, PodTemplate, Storage};
+use tessera_api::images::ImageContract;
+use tessera_api::{CommonSpec, Invalid};
+
+use crate::reconcile::child::BuildContext;
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
@@ -126,6 +130,60 @@ pub struct PodSettings {
     pub template: PodTemplate,
     /// Whether the adapter container runs next to the engine.
     pub adapter: bool,
+}
+
+/// What every kind takes from `CommonSpec`, defaults resolved: destructured
+/// here once, without `..`, so that a field added to it is a compile error
+/// until it is used or refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommonSettings {
+    /// `spec.image`, or the engine's image for `spec.version` (or the
+    /// engine's default version) through the operator's image mapping.
+    pub image: String,
+    /// `spec.config`; each kind checks it for keys it owns (`SpecCheck`).
+    pub config: BTreeMap<String, String>,
+    pub pod: PodSettings,
+}
+
+impl CommonSettings {
+    pub fn resolve(
+        common: &CommonSpec,
+        contract: &ImageContract,
+        default_version: &str,
+        ctx: &BuildContext,
+    ) -> Result<CommonSettings, Invalid> {
+        let CommonSpec {
+            version,
+            image,
+            resources,
+            storage,
+            config,
+            pod_template,
+            monitoring,
+            // The runtime reads these: it skips `apply` while paused, and
+            // the finalizer follows `storage.deleteClaimsOnDelete`.
+            paused: _,
+        } = common;
+        let Monitoring {
+            enabled: adapter,
+            pod_monitor,
+        } = monitoring;
+        refuse_pod_monitor(pod_monitor.as_ref())?;
+        let version = version.as_deref().unwrap_or(default_version);
+        let image = image
+            .clone()
+            .unwrap_or_else(|| ctx.engine_images.resolve(contract, version));
+        Ok(CommonSettings {
+            image,
+            config: config.clone(),
+            pod: PodSettings {
+                resources: resources.clone(),
+                storage: ClaimSettings::from_spec(storage),
+                template: pod_template.clone(),
+                adapter: *adapter,
+            },
+        })
+    }
 }
 
 /// The data claim of each member.
@@ -328,6 +386,37 @@ pub fn container_security(read_only_root: bool) -> SecurityContext {
 fn runtime_default() -> SeccompProfile {
     SeccompProfile {
         type_: "RuntimeDefault".into(),
+        ..Default::default()
+    }
+}
+
+/// The mount of the member's data claim.
+pub fn data_mount(path: &str) -> VolumeMount {
+    VolumeMount {
+        name: DATA_VOLUME.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
+}
+
+/// The generated configuration (the `config` volume), read-only.
+pub fn config_mount(path: &str) -> VolumeMount {
+    VolumeMount {
+        name: "config".into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The `config` volume: the kind's generated ConfigMap.
+pub fn config_volume(configmap: &str) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: configmap.into(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

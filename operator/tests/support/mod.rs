@@ -437,3 +437,41 @@ pub fn containerd_address() -> String {
         .map(|v| v.trim_matches('\'').to_string())
         .expect("CONTAINERD_ADDRESS from hack/controlplane.sh env")
 }
+
+/// `--engine-image` mappings to the locally built engine images.
+pub fn engine_images() -> String {
+    let out = std::process::Command::new(repo_root().join("hack/images.sh"))
+        .arg("engine-map")
+        .output()
+        .expect("run hack/images.sh engine-map");
+    assert!(
+        out.status.success(),
+        "hack/images.sh engine-map: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A real-node namespace and the operator watching it, with the local
+/// engine images and a short resync.
+pub async fn real_node_setup(test: &str) -> (TestNs, Operator) {
+    let client = admin().await;
+    install_crds(&client).await;
+    let kc = operator_kubeconfig(&client).await;
+    let ns = TestNs::on_real_node(test).await;
+    let images = engine_images();
+    let op = Operator::start(
+        &kc,
+        &ns.name,
+        "op",
+        &[
+            "--resync-seconds",
+            "5",
+            "--leader-elect",
+            "false",
+            "--engine-image",
+            &images,
+        ],
+    );
+    (ns, op)
+}

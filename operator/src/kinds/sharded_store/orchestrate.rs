@@ -1,0 +1,405 @@
+//! `orchestrate` for a ShardedStore: ask every Redis pod about its
+//! replication, apply the shard's [`placement::plan`], and report the shard
+//! map. memcached shards have one pod each: the map only names it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::events::{Event, EventType};
+use tessera_api::sharded_store::{ShardReplica, ShardStatus};
+use tessera_api::{ShardedStore, StoreEngine};
+use tessera_clients::redis::{Client, Options};
+use tracing::{info, warn};
+
+use super::build::{pod_host, pod_name, ring_name};
+use super::placement::{self, Answer, PodView, Role, Step};
+use super::validate::ValidStore;
+use super::{memcached, redis};
+use crate::reconcile::status::pod_ready;
+use crate::reconcile::{Note, Observed, Orchestrated};
+use crate::runtime::context::Context;
+use crate::runtime::error::Result;
+
+/// What the engines said: the shard map for status. Empty when nothing was
+/// observed (paused, invalid): status then keeps the last map.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardMap {
+    pub shards: Vec<ShardStatus>,
+}
+
+/// How long one pod may take to answer: short, because a pod that does not
+/// answer within it counts as lost for a failover.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A Redis store is checked this often, so that a lost primary is noticed
+/// even when no Kubernetes object changes.
+const REDIS_RECHECK: Duration = Duration::from_secs(3);
+
+pub async fn orchestrate(
+    store: &ShardedStore,
+    valid: &ValidStore,
+    observed: &Observed,
+    ctx: &Context,
+) -> Result<Orchestrated<ShardMap>> {
+    match valid.engine {
+        StoreEngine::Memcached => Ok(Orchestrated::settled(memcached_map(valid, observed))),
+        StoreEngine::Redis => redis_shards(store, valid, observed, ctx).await,
+    }
+}
+
+/// The pods of shard `index`, by name, from the caches.
+fn shard_pods(observed: &Observed, index: i32) -> BTreeMap<String, &Pod> {
+    let shard = ring_name(index);
+    observed
+        .components
+        .iter()
+        .find(|c| c.component.identity.component == shard)
+        .map(|c| {
+            c.pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .map(|p| (p.name_any(), p.as_ref()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn pod_ip(pod: &Pod) -> Option<&str> {
+    let status = pod.status.as_ref()?;
+    (status.phase.as_deref() == Some("Running"))
+        .then_some(())
+        .and(status.pod_ip.as_deref())
+        .filter(|ip| !ip.is_empty())
+}
+
+fn address(ip: &str, port: i32) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn memcached_map(valid: &ValidStore, observed: &Observed) -> ShardMap {
+    let shards = (0..valid.shards)
+        .map(|index| {
+            let pods = shard_pods(observed, index);
+            let name = pod_name(&valid.name, index, 0);
+            let pod = pods.get(&name);
+            ShardStatus {
+                index,
+                name: ring_name(index),
+                primary: pod.map(|_| name.clone()),
+                address: pod
+                    .and_then(|p| pod_ip(p))
+                    .map(|ip| address(ip, memcached::PORT)),
+                ready_replicas: 0,
+                replicas: vec![],
+            }
+        })
+        .collect();
+    ShardMap { shards }
+}
+
+/// The Redis password from the store's Secret, read when needed and never
+/// logged. A missing Secret or key is reported, not retried in a loop.
+async fn password(
+    valid: &ValidStore,
+    ctx: &Context,
+) -> Result<std::result::Result<Option<String>, Note>> {
+    let Some(auth) = &valid.auth else {
+        return Ok(Ok(None));
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+    let secret = api.get_opt(&auth.secret).await?;
+    ctx.metrics.read(super::METRIC_KIND, "get", "secrets");
+    let value = secret
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(&auth.key).cloned())
+        .map(|b| {
+            String::from_utf8_lossy(&b.0)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        });
+    Ok(match value {
+        Some(v) => Ok(Some(v)),
+        None => Err(Note::new(
+            "AuthSecretKeyMissing",
+            format!(
+                "Secret {:?} has no key {:?}: the operator cannot authenticate to Redis to place primaries",
+                auth.secret, auth.key
+            ),
+        )),
+    })
+}
+
+/// `INFO replication` of one pod, or None when it does not answer.
+async fn ask(ip: String, opts: Options) -> Option<Answer> {
+    let mut c = Client::connect(&address(&ip, redis::PORT), opts)
+        .await
+        .ok()?;
+    let info = c.info(Some("replication")).await.ok()?;
+    let offset = info
+        .get("master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let role = match info.get("role")? {
+        "master" => Role::Primary,
+        "slave" => Role::Replica {
+            host: info.get("master_host").unwrap_or_default().to_string(),
+            port: info
+                .get("master_port")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            linked: info.get("master_link_status") == Some("up"),
+        },
+        _ => return None,
+    };
+    Some(Answer { role, offset })
+}
+
+async fn send(ip: &str, opts: Options, args: &[&str]) -> tessera_clients::Result<()> {
+    let mut c = Client::connect(&address(ip, redis::PORT), opts).await?;
+    c.command(args).await.map(drop)
+}
+
+async fn redis_shards(
+    store: &ShardedStore,
+    valid: &ValidStore,
+    observed: &Observed,
+    ctx: &Context,
+) -> Result<Orchestrated<ShardMap>> {
+    let opts = match password(valid, ctx).await? {
+        Ok(password) => Options {
+            timeout: ENGINE_TIMEOUT,
+            password,
+            ..Options::default()
+        },
+        Err(note) => {
+            return Ok(Orchestrated {
+                degraded: Some(note),
+                requeue: Some(REDIS_RECHECK),
+                ..Orchestrated::default()
+            });
+        }
+    };
+    let recorded: BTreeMap<i32, String> = store
+        .status
+        .iter()
+        .flat_map(|s| &s.shards)
+        .filter_map(|s| s.primary.clone().map(|p| (s.index, p)))
+        .collect();
+
+    let mut out = Orchestrated::<ShardMap> {
+        requeue: Some(REDIS_RECHECK),
+        ..Orchestrated::default()
+    };
+    let port = redis::PORT.to_string();
+    let mut waiting = Vec::new();
+    let mut without_primary = Vec::new();
+    for index in 0..valid.shards {
+        let pods = shard_pods(observed, index);
+        let names: Vec<String> = (0..valid.members)
+            .map(|o| pod_name(&valid.name, index, o))
+            .collect();
+        let answers = futures::future::join_all(names.iter().map(|n| {
+            let ip = pods.get(n).and_then(|p| pod_ip(p)).map(String::from);
+            let opts = opts.clone();
+            async move {
+                match ip {
+                    Some(ip) => ask(ip, opts).await,
+                    None => None,
+                }
+            }
+        }))
+        .await;
+        let views: Vec<PodView> = names
+            .iter()
+            .zip(answers)
+            .enumerate()
+            .map(|(ordinal, (n, answer))| PodView {
+                name: n.clone(),
+                ordinal: ordinal as i32,
+                host: pod_host(&valid.name, &valid.namespace, n),
+                answer,
+                ready: pods.get(n).is_some_and(|p| pod_ready(p)),
+            })
+            .collect();
+        let rec = recorded.get(&index).map(String::as_str);
+        let plan = placement::plan(&views, rec, redis::PORT);
+        if let Some(why) = &plan.waiting {
+            waiting.push(format!("{}: {why}", ring_name(index)));
+        }
+        let mut failed = false;
+        for step in &plan.steps {
+            let (pod, args, event) = match step {
+                Step::Promote { pod, offset } => (
+                    pod,
+                    vec!["REPLICAOF", "NO", "ONE"],
+                    promoted_event(index, pod, *offset, rec),
+                ),
+                Step::Follow { pod, host } => {
+                    let was_primary = views.iter().any(|v| {
+                        &v.name == pod && v.answer.as_ref().is_some_and(|a| a.role == Role::Primary)
+                    });
+                    (
+                        pod,
+                        vec!["REPLICAOF", host.as_str(), port.as_str()],
+                        was_primary.then(|| fenced_event(index, pod, host)),
+                    )
+                }
+            };
+            let Some(ip) = pods.get(pod).and_then(|p| pod_ip(p)) else {
+                continue;
+            };
+            match send(ip, opts.clone(), &args).await {
+                Ok(()) => {
+                    info!(store = %valid.name, shard = index, pod = %pod, step = ?step, "placed");
+                    out.events.extend(event);
+                }
+                Err(e) => {
+                    // A promotion that failed leaves the shard without a
+                    // primary: the next pass decides again from a fresh view.
+                    warn!(store = %valid.name, shard = index, pod = %pod, error = %e, "placement step failed");
+                    failed |= matches!(step, Step::Promote { .. });
+                }
+            }
+        }
+        let primary = plan.primary.filter(|_| !failed);
+        if primary.is_none() {
+            without_primary.push(ring_name(index));
+        }
+        // Until a new primary is chosen the recorded one stays: it is what
+        // the next pass (or a restarted operator) fails over from.
+        let shown = primary.clone().or_else(|| rec.map(String::from));
+        out.live.shards.push(shard_status(
+            index,
+            shown.as_deref(),
+            &views,
+            &pods,
+            !plan.steps.is_empty(),
+        ));
+    }
+    if !without_primary.is_empty() {
+        out.degraded = Some(Note::new(
+            "ShardWithoutPrimary",
+            format!(
+                "no writable primary in {}: {}",
+                without_primary.join(", "),
+                waiting.join("; ")
+            ),
+        ));
+        out.progress = Some(Note::new("PlacingPrimaries", waiting.join("; ")));
+    } else if out
+        .live
+        .shards
+        .iter()
+        .any(|s| s.replicas.iter().any(|r| !r.linked))
+    {
+        out.progress = Some(Note::new(
+            "ReplicasSyncing",
+            "replicas are connecting to their shard's primary",
+        ));
+    }
+    Ok(out)
+}
+
+/// One shard's entry in status. `moved`: steps were just sent, so the
+/// answers describe the state before them; replicas are reported unlinked
+/// until the next pass sees them follow.
+fn shard_status(
+    index: i32,
+    primary: Option<&str>,
+    views: &[PodView],
+    pods: &BTreeMap<String, &Pod>,
+    moved: bool,
+) -> ShardStatus {
+    let primary_view = primary.and_then(|p| views.iter().find(|v| v.name == p));
+    let primary_offset = primary_view
+        .and_then(|v| v.answer.as_ref())
+        .map(|a| a.offset);
+    let replicas: Vec<ShardReplica> = views
+        .iter()
+        .filter(|v| Some(v.name.as_str()) != primary)
+        .map(|v| {
+            let linked = !moved
+                && v.answer.as_ref().is_some_and(|a| {
+                    matches!(&a.role, Role::Replica { host, linked: true, .. }
+                        if primary_view.is_some_and(|p| &p.host == host))
+                });
+            let offset = v.answer.as_ref().map(|a| a.offset);
+            ShardReplica {
+                name: v.name.clone(),
+                linked,
+                lag_kib: offset
+                    .zip(primary_offset)
+                    .filter(|_| linked)
+                    .map(|(o, p)| lag_kib(p, o)),
+            }
+        })
+        .collect();
+    ShardStatus {
+        index,
+        name: ring_name(index),
+        primary: primary.map(String::from),
+        address: primary
+            .and_then(|p| pods.get(p))
+            .and_then(|p| pod_ip(p))
+            .map(|ip| address(ip, redis::PORT)),
+        ready_replicas: replicas
+            .iter()
+            .filter(|r| pods.get(&r.name).is_some_and(|p| pod_ready(p)))
+            .count() as i32,
+        replicas,
+    }
+}
+
+/// Replication lag in whole KiB. Offsets move with every write and with
+/// Redis's own pings to replicas; raw offsets in status would rewrite it
+/// on almost every pass.
+pub fn lag_kib(primary: i64, replica: i64) -> i64 {
+    (primary - replica).max(0) / 1024
+}
+
+fn promoted_event(index: i32, pod: &str, offset: i64, lost: Option<&str>) -> Option<Event> {
+    let note = match lost {
+        Some(old) if old != pod => format!(
+            "{}: promoted {pod} (replication offset {offset}) in place of {old}, which did not answer as a primary",
+            ring_name(index)
+        ),
+        _ => format!(
+            "{}: promoted {pod} (replication offset {offset}) after every pod of the shard answered",
+            ring_name(index)
+        ),
+    };
+    Some(Event {
+        type_: if lost.is_some() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: if lost.is_some() {
+            "FailedOver".into()
+        } else {
+            "PrimaryPlaced".into()
+        },
+        note: Some(note),
+        action: "Promote".into(),
+        secondary: None,
+    })
+}
+
+fn fenced_event(index: i32, pod: &str, host: &str) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: "PrimaryFenced".into(),
+        note: Some(format!(
+            "{}: {pod} answered as a second primary; it now replicates from {host}",
+            ring_name(index)
+        )),
+        action: "Fence".into(),
+        secondary: None,
+    }
+}
