@@ -18,39 +18,12 @@ use tessera_operator::reconcile::status::pod_ready;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// `--engine-image` mappings to the locally built engine images.
-fn engine_images() -> String {
-    let out = std::process::Command::new(repo_root().join("hack/images.sh"))
-        .arg("engine-map")
-        .output()
-        .expect("run hack/images.sh engine-map");
-    assert!(
-        out.status.success(),
-        "hack/images.sh engine-map: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 async fn setup(test: &str) -> (TestNs, Operator) {
     let client = admin().await;
     install_crds(&client).await;
     let kc = operator_kubeconfig(&client).await;
     let ns = TestNs::on_real_node(test).await;
-    let images = engine_images();
-    let op = Operator::start(
-        &kc,
-        &ns.name,
-        "op",
-        &[
-            "--resync-seconds",
-            "5",
-            "--leader-elect",
-            "false",
-            "--engine-image",
-            &images,
-        ],
-    );
+    let op = Operator::start_for_real_node(&kc, &ns.name, "op");
     (ns, op)
 }
 
@@ -63,20 +36,7 @@ fn exec(ns: &TestNs, pod: &str, container: &str, cmd: &[&str]) -> String {
 
 /// Ready=True for the current generation with `n` ready members.
 async fn wait_ready(ns: &TestNs, name: &str, n: i32, timeout: Duration) -> Ensemble {
-    let api: Api<Ensemble> = ns.api();
-    ns.wait_for(&format!("ensemble/{name} Ready"), timeout, || {
-        let api = api.clone();
-        async move {
-            let e = api.get(name).await.ok()?;
-            let s = e.status.as_ref()?;
-            let ready = condition(&e, "Ready").is_some_and(|c| c.0 == "True");
-            (s.common.observed_generation == e.metadata.generation
-                && ready
-                && s.common.ready_replicas == n)
-                .then_some(e)
-        }
-    })
-    .await
+    ns.wait_ready_and(name, n, timeout, |_| true).await
 }
 
 fn restarts(pod: &Pod, container: &str) -> i32 {

@@ -134,6 +134,32 @@ impl TestNs {
         }
     }
 
+    /// Ready=True for the current generation with `n` ready members, and
+    /// whatever else `also` asks of the Ensemble.
+    pub async fn wait_ready_and(
+        &self,
+        name: &str,
+        n: i32,
+        timeout: Duration,
+        also: fn(&tessera_api::Ensemble) -> bool,
+    ) -> tessera_api::Ensemble {
+        let api: Api<tessera_api::Ensemble> = self.api();
+        self.wait_for(&format!("ensemble/{name} Ready"), timeout, || {
+            let api = api.clone();
+            async move {
+                let e = api.get(name).await.ok()?;
+                let s = e.status.as_ref()?;
+                let ready = condition(&e, "Ready").is_some_and(|c| c.0 == "True");
+                (s.common.observed_generation == e.metadata.generation
+                    && ready
+                    && s.common.ready_replicas == n
+                    && also(&e))
+                .then_some(e)
+            }
+        })
+        .await
+    }
+
     /// Applies a manifest file into this namespace.
     pub fn apply_file(&self, path: &Path) -> String {
         kubectl_ok(&["-n", &self.name, "apply", "-f", path.to_str().unwrap()])
@@ -300,6 +326,25 @@ impl Operator {
         }
     }
 
+    /// An operator for pods that really run: the locally built engine
+    /// images, a 5 s resync, no leader election.
+    pub fn start_for_real_node(kubeconfig: &Path, namespace: &str, name: &str) -> Operator {
+        let images = engine_images();
+        Operator::start(
+            kubeconfig,
+            namespace,
+            name,
+            &[
+                "--resync-seconds",
+                "5",
+                "--leader-elect",
+                "false",
+                "--engine-image",
+                &images,
+            ],
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
     }
@@ -436,4 +481,18 @@ pub fn containerd_address() -> String {
         .find_map(|l| l.strip_prefix("export CONTAINERD_ADDRESS="))
         .map(|v| v.trim_matches('\'').to_string())
         .expect("CONTAINERD_ADDRESS from hack/controlplane.sh env")
+}
+
+/// `--engine-image` mappings to the locally built engine images.
+pub fn engine_images() -> String {
+    let out = std::process::Command::new(repo_root().join("hack/images.sh"))
+        .arg("engine-map")
+        .output()
+        .expect("run hack/images.sh engine-map");
+    assert!(
+        out.status.success(),
+        "hack/images.sh engine-map: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

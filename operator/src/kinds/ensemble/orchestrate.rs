@@ -13,9 +13,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
 
 use super::members::{self, Live};
 use super::roll::{self, Input, Plan, PodFacts, REVISION_LABEL};
@@ -125,7 +125,11 @@ pub async fn orchestrate(
                     update_revision.as_deref().unwrap_or("unknown")
                 )),
                 action: "RollingUpdate".into(),
-                secondary: None,
+                // The pod, with its uid: it names the member in `kubectl
+                // describe`, and the Recorder folds only Events with the
+                // same related object into one series, so each replaced
+                // member (each pod incarnation) gets an Event of its own.
+                secondary: Some(target.object_ref(&())),
             });
             out.progress = Some(progress);
             out.requeue = Some(ROLL_REQUEUE);
