@@ -65,6 +65,61 @@ impl Engine {
     }
 }
 
+/// A namespace on the real node and an operator for it.
+async fn setup(test: &str) -> (std::path::PathBuf, TestNs, Operator) {
+    let client = admin().await;
+    install_crds(&client).await;
+    let kc = operator_kubeconfig(&client).await;
+    grant_pod_delete(&client).await;
+    let ns = TestNs::on_real_node(test).await;
+    let op = Operator::start_for_real_node(&kc, &ns.name, "op");
+    (kc, ns, op)
+}
+
+/// Grants the operator's ServiceAccount `delete` on pods through a
+/// ClusterRole of this test's own. The operator's ClusterRole has the verb
+/// (charts/tessera/files/operator-rbac.yaml; the kwok tests of
+/// e2e_ensemble.rs, whose scale-up rolls, fail without it), but several
+/// checkouts may share one development control plane, and each test run
+/// applies its own copy of that ClusterRole: an older copy applied by
+/// another checkout in the middle of a roll must not fail these tests.
+async fn grant_pod_delete(client: &kube::Client) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let pp = PatchParams::apply("tessera-e2e-lifecycle").force();
+    let name = "tessera-e2e-lifecycle-pods";
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}],
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(name, &pp, &Patch::Apply(&role))
+        .await
+        .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "tessera-operator", "namespace": "tessera-system"}],
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(name, &pp, &Patch::Apply(&binding))
+        .await
+        .unwrap();
+}
+
+/// Deletes the Ensemble while its operator still runs, so that the
+/// finalizer of `deleteClaimsOnDelete` does not hold the namespace.
+async fn delete_ensemble(ns: &TestNs, name: &str) {
+    let api: Api<Ensemble> = ns.api();
+    api.delete(name, &Default::default()).await.unwrap();
+    ns.wait_for(&format!("ensemble/{name} deleted"), 2 * MINUTE, || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
+
 /// Ready=True for the current generation with `n` ready members and a
 /// leader named in status.
 async fn wait_settled(ns: &TestNs, name: &str, n: i32, timeout: Duration) -> Ensemble {
@@ -391,11 +446,7 @@ async fn all_updated(ns: &TestNs, name: &str) -> bool {
 
 async fn roll_under_load(engine: Engine) {
     let name = engine.name();
-    let client = admin().await;
-    install_crds(&client).await;
-    let kc = operator_kubeconfig(&client).await;
-    let ns = TestNs::on_real_node(&format!("wt12-roll-{name}")).await;
-    let mut op = Operator::start_for_real_node(&kc, &ns.name, "op");
+    let (kc, ns, mut op) = setup(&format!("wt12-roll-{name}")).await;
     ns.apply_file(&engine.example());
     let ens = wait_settled(&ns, name, 3, 6 * MINUTE).await;
 
@@ -499,6 +550,7 @@ async fn roll_under_load(engine: Engine) {
         report.longest_gap
     );
     assert_no_write_lost(engine, &pods, name, &report.acked).await;
+    delete_ensemble(&ns, name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,4 +610,95 @@ fn base64_round_trips() {
         assert_eq!(unb64(&b64(s)), s.as_bytes(), "{s}");
     }
     assert_eq!(b64("/roll-1"), "L3JvbGwtMQ==");
+}
+
+/// A change that breaks the engine stops the roll at the first member:
+/// the others are left alone and keep the quorum. Fixing the spec replaces
+/// the broken member first, then rolls the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_change_stops_at_one_member_and_a_fix_recovers() {
+    let engine = Engine::Zookeeper;
+    let name = engine.name();
+    let (_kc, ns, _op) = setup("wt12-roll-broken").await;
+    ns.apply_file(&engine.example());
+    wait_settled(&ns, name, 3, 6 * MINUTE).await;
+    let pods: Api<Pod> = ns.api();
+    let before = pod_uids(&pods, name).await;
+
+    // ZooKeeper refuses to start with a non-numeric initLimit.
+    let api: Api<Ensemble> = ns.api();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"initLimit": "ten"}}})),
+    )
+    .await
+    .unwrap();
+    ns.wait_for("the first member replaced", 4 * MINUTE, || async {
+        (!replaced(&ns).await.is_empty()).then_some(())
+    })
+    .await;
+    // Long enough for a careless roll to have moved on twice.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let notes = replaced(&ns).await;
+    assert_eq!(notes.len(), 1, "the roll went on: {notes:#?}");
+    let broken = notes[0]
+        .strip_prefix("Deleted ")
+        .and_then(|n| n.split(' ').next())
+        .unwrap()
+        .to_string();
+    let during = pod_uids(&pods, name).await;
+    for (pod, uid) in &before {
+        if *pod != broken {
+            assert_eq!(during.get(pod), Some(uid), "{pod} was touched");
+        }
+    }
+    let e = api.get(name).await.unwrap();
+    let (status, reason, message, _) = condition(&e, "Progressing").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "RollingUpdate")
+    );
+    assert!(
+        message.contains(&format!("Waiting for {broken} to be ready")),
+        "{message}"
+    );
+    assert_eq!(condition(&e, "Ready").unwrap().0, "False");
+    // The two members left keep the quorum: a client still writes.
+    let ips = member_ips(&pods, name).await;
+    let mut wrote = false;
+    for ip in &ips {
+        if let Some(mut c) = Conn::open(engine, ip).await {
+            wrote |= c.write(1).await.is_ok();
+        }
+    }
+    assert!(wrote, "no member accepted a write");
+
+    // The fix (a value that differs from the default, so that every
+    // member has a change to roll) replaces the broken member first, then
+    // the others.
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"initLimit": "12"}}})),
+    )
+    .await
+    .unwrap();
+    ns.wait_for("every member on the fixed revision", 8 * MINUTE, || async {
+        all_updated(&ns, name).await.then_some(())
+    })
+    .await;
+    let e = wait_settled(&ns, name, 3, 5 * MINUTE).await;
+    assert_roles(&ns, &e, 3);
+    let notes = replaced(&ns).await;
+    assert_eq!(notes.len(), 4, "{notes:#?}");
+    assert!(
+        notes[1].starts_with(&format!("Deleted {broken} (role unknown)")),
+        "{notes:#?}"
+    );
+    let mut c = Conn::open(engine, &member_ips(&pods, name).await[0])
+        .await
+        .unwrap();
+    assert_eq!(c.read(1).await.unwrap().as_deref(), Some("v1"));
+    delete_ensemble(&ns, name).await;
 }

@@ -106,6 +106,34 @@ pub fn plan(input: &Input) -> Plan {
         };
     }
 
+    // An outdated member that is down anyway (a pod of a broken revision
+    // that a later spec fixed) goes first, as soon as every other member
+    // is up: deleting it takes nothing from the quorum, and waiting for it
+    // to be ready would wait forever.
+    let all_present = (0..input.desired).all(|o| members.iter().any(|p| p.ordinal == o));
+    let down: Vec<&PodFacts> = members
+        .iter()
+        .copied()
+        .filter(|p| p.terminating || !p.ready)
+        .collect();
+    if let [broken] = down[..]
+        && all_present
+        && !broken.terminating
+        && !current(broken)
+    {
+        return Plan::Replace {
+            pod: broken.name.clone(),
+            role: None,
+            progress: Note::new(
+                REASON,
+                format!(
+                    "Replacing member {} (not ready, on an old revision), {count}",
+                    broken.name
+                ),
+            ),
+        };
+    }
+
     // Every member present, ready, and not on its way out.
     let missing: Vec<String> = (0..input.desired)
         .filter(|o| !members.iter().any(|p| p.ordinal == *o))
@@ -349,6 +377,31 @@ mod tests {
         // Within the bound it is only waited for.
         pods[2].age = BOUND;
         waiting(plan_for(&pods, &led_by(0)));
+    }
+
+    #[test]
+    fn a_broken_outdated_member_is_replaced_first_once_the_others_are_up() {
+        // zk-2 crash-loops on a revision a later spec replaced.
+        let mut pods = vec![pod(0, "old"), pod(1, "old"), pod(2, "broken")];
+        pods[2].ready = false;
+        pods[2].age = BOUND * 2;
+        match plan_for(&pods, &led_by(0)) {
+            Plan::Replace { pod, progress, .. } => {
+                assert_eq!(pod, "zk-2");
+                assert!(progress.message.contains("not ready, on an old revision"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not while another member is down too: that one is waited for.
+        pods[1].ready = false;
+        assert!(waiting(plan_for(&pods, &led_by(0))).contains("zk-1, zk-2"));
+        // Nor while a member is missing.
+        let missing = [pod(0, "old"), {
+            let mut p = pod(2, "broken");
+            p.ready = false;
+            p
+        }];
+        assert!(waiting(plan_for(&missing, &led_by(0))).contains("ordinal 1"));
     }
 
     #[test]
