@@ -62,6 +62,10 @@ pub struct Answer {
     pub role: Option<Role>,
     /// ZooKeeper leader only: followers in sync with it (`zk_synced_followers`).
     pub synced_followers: Option<u64>,
+    /// Leader only: voting members in the ensemble's current configuration
+    /// (ZooKeeper's `zk_quorum_size`, etcd's member list less learners),
+    /// which may include members that have no pod any more.
+    pub voters: Option<u64>,
     /// etcd: raft entries this member has applied.
     pub applied: Option<u64>,
     /// etcd: raft entries this member knows to be committed.
@@ -146,6 +150,7 @@ impl Live {
                         "leader {leader} has {synced} of {followers} followers in sync"
                     ));
                 }
+                majority_after_one(leader_answer.voters, followers + 1, synced + 1)?;
             }
             EnsembleEngine::Etcd => {
                 let Some(committed) = leader_answer.committed else {
@@ -167,10 +172,30 @@ impl Live {
                         behind.join(", ")
                     ));
                 }
+                let voting = answers()
+                    .filter(|(_, a)| matches!(a.role, Some(Role::Leader | Role::Follower)))
+                    .count() as u64;
+                majority_after_one(leader_answer.voters, voting, voting)?;
             }
         }
         Ok(())
     }
+}
+
+/// The members `up` (in sync with the leader, the leader included), less
+/// the one to restart, must still be a majority of the voters the engine
+/// knows (`voters`, or the `seen` members when it did not say): after a
+/// scale-down, its configuration can still count members whose pods are
+/// gone, and restarting one more would lose the quorum.
+fn majority_after_one(voters: Option<u64>, seen: u64, up: u64) -> Result<(), String> {
+    let voters = voters.unwrap_or(seen);
+    let majority = voters / 2 + 1;
+    if up.saturating_sub(1) < majority {
+        return Err(format!(
+            "{voters} voting members need {majority} up after losing one, and {up} are up"
+        ));
+    }
+    Ok(())
 }
 
 /// Asks every pod's engine, concurrently. Pods without an IP yet, or being
@@ -212,10 +237,10 @@ async fn ask_zookeeper(ip: &str) -> Option<Answer> {
     };
     if srvr.mode == Mode::Leader {
         // Only the leader knows which followers are in sync with it.
-        answer.synced_followers = zookeeper::four_letter(&addr, "mntr", PROBE_TIMEOUT)
-            .await
-            .ok()
-            .and_then(|m| synced_followers(&m));
+        if let Ok(m) = zookeeper::four_letter(&addr, "mntr", PROBE_TIMEOUT).await {
+            answer.synced_followers = mntr_value(&m, "zk_synced_followers");
+            answer.voters = mntr_value(&m, "zk_quorum_size");
+        }
     }
     Some(answer)
 }
@@ -230,12 +255,13 @@ fn zookeeper_role(mode: Mode) -> Option<Role> {
     }
 }
 
-/// `zk_synced_followers` from a leader's `mntr` (voting followers only:
-/// observers are `zk_synced_non_voting_followers`).
-pub fn synced_followers(mntr: &str) -> Option<u64> {
+/// A count from a leader's `mntr`: `zk_synced_followers` (voting
+/// followers only: observers are `zk_synced_non_voting_followers`) or
+/// `zk_quorum_size`.
+pub fn mntr_value(mntr: &str, key: &str) -> Option<u64> {
     zookeeper::parse_mntr(mntr)
         .into_iter()
-        .find(|l| l.key == "zk_synced_followers")
+        .find(|l| l.key == key)
         .and_then(|l| l.value.parse().ok())
 }
 
@@ -243,7 +269,29 @@ async fn ask_etcd(ip: &str) -> Option<Answer> {
     let url = format!("http://{ip}:{}", super::etcd::CLIENT_PORT);
     let client = etcd::Client::new(&url, PROBE_TIMEOUT, None).ok()?;
     let metrics = client.metrics().await.ok()?;
-    Some(etcd_answer(&metrics))
+    let mut answer = etcd_answer(&metrics);
+    if answer.role == Some(Role::Leader) {
+        answer.voters = client
+            .post_json("/v3/cluster/member/list", "{}".into())
+            .await
+            .ok()
+            .filter(|r| r.is_ok())
+            .and_then(|r| etcd_voters(&r.body));
+    }
+    Some(answer)
+}
+
+/// Voting members in a `/v3/cluster/member/list` answer: every member but
+/// learners. (The JSON gateway leaves `isLearner` out when it is false.)
+pub fn etcd_voters(body: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let members = v.get("members")?.as_array()?;
+    Some(
+        members
+            .iter()
+            .filter(|m| m.get("isLearner").and_then(|l| l.as_bool()) != Some(true))
+            .count() as u64,
+    )
 }
 
 /// A member's role and raft progress from its `/metrics`.
@@ -265,6 +313,7 @@ pub fn etcd_answer(metrics: &str) -> Answer {
     Answer {
         role,
         synced_followers: None,
+        voters: None,
         applied: index("etcd_server_proposals_applied_total"),
         committed: index("etcd_server_proposals_committed_total"),
     }
@@ -277,9 +326,9 @@ mod tests {
     fn etcd(applied: u64, committed: u64, leader: bool) -> Option<Answer> {
         Some(Answer {
             role: Some(if leader { Role::Leader } else { Role::Follower }),
-            synced_followers: None,
             applied: Some(applied),
             committed: Some(committed),
+            ..Answer::default()
         })
     }
 
@@ -312,13 +361,55 @@ mod tests {
     }
 
     #[test]
-    fn zookeeper_synced_followers_from_the_leaders_mntr() {
+    fn zookeeper_counts_from_the_leaders_mntr() {
+        let mntr = "zk_server_state\tleader\nzk_synced_followers\t2\nzk_quorum_size\t3\n";
+        assert_eq!(mntr_value(mntr, "zk_synced_followers"), Some(2));
+        assert_eq!(mntr_value(mntr, "zk_quorum_size"), Some(3));
         assert_eq!(
-            synced_followers("zk_server_state\tleader\nzk_synced_followers\t2\n"),
-            Some(2)
+            mntr_value("zk_server_state\tfollower\n", "zk_synced_followers"),
+            None
         );
-        assert_eq!(synced_followers("zk_server_state\tfollower\n"), None);
-        assert_eq!(synced_followers("zk_synced_followers\tmany\n"), None);
+        assert_eq!(
+            mntr_value("zk_synced_followers\tmany\n", "zk_synced_followers"),
+            None
+        );
+    }
+
+    fn zk(role: Role, synced: Option<u64>, voters: Option<u64>) -> Option<Answer> {
+        Some(Answer {
+            role: Some(role),
+            synced_followers: synced,
+            voters,
+            ..Answer::default()
+        })
+    }
+
+    #[test]
+    fn zookeeper_can_lose_one_only_with_a_majority_of_its_voters_left() {
+        let three = live(vec![
+            zk(Role::Leader, Some(2), Some(3)),
+            zk(Role::Follower, None, None),
+            zk(Role::Follower, None, None),
+        ]);
+        assert_eq!(three.can_lose_one(EnsembleEngine::Zookeeper), Ok(()));
+        // Scaled down from 5 to 3 pods while the configuration still counts
+        // 5 voters: restarting one more would leave 2 of 5.
+        let shrunk = live(vec![
+            zk(Role::Leader, Some(2), Some(5)),
+            zk(Role::Follower, None, None),
+            zk(Role::Follower, None, None),
+        ]);
+        assert_eq!(
+            shrunk.can_lose_one(EnsembleEngine::Zookeeper).unwrap_err(),
+            "5 voting members need 3 up after losing one, and 3 are up"
+        );
+        // Without zk_quorum_size, the members seen are the voters.
+        let unknown = live(vec![
+            zk(Role::Leader, Some(2), None),
+            zk(Role::Follower, None, None),
+            zk(Role::Follower, None, None),
+        ]);
+        assert_eq!(unknown.can_lose_one(EnsembleEngine::Zookeeper), Ok(()));
     }
 
     #[test]
@@ -332,6 +423,25 @@ mod tests {
         assert_eq!(
             two.can_lose_one(EnsembleEngine::Etcd).unwrap_err(),
             "no single leader"
+        );
+    }
+
+    #[test]
+    fn etcd_voters_from_the_member_list() {
+        let body = r#"{"header":{"cluster_id":"1"},"members":[{"ID":"1","name":"etcd-0"},
+            {"ID":"2","name":"etcd-1"},{"ID":"3","name":"etcd-3","isLearner":true}]}"#;
+        assert_eq!(etcd_voters(body), Some(2));
+        assert_eq!(etcd_voters("{}"), None);
+        assert_eq!(etcd_voters("not json"), None);
+        // Five members configured, three pods left: restarting one would
+        // leave two of five.
+        let mut shrunk = live(vec![etcd(9, 9, true), etcd(9, 9, false), etcd(9, 9, false)]);
+        if let Some(Some(leader)) = shrunk.members.get_mut("etcd-0") {
+            leader.voters = Some(5);
+        }
+        assert_eq!(
+            shrunk.can_lose_one(EnsembleEngine::Etcd).unwrap_err(),
+            "5 voting members need 3 up after losing one, and 3 are up"
         );
     }
 
