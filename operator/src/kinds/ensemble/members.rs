@@ -7,7 +7,7 @@
 //! unknown; nothing here is an error, because an unreachable engine is a
 //! fact to report, not a reason to fail the reconcile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +66,9 @@ pub struct Answer {
     /// (ZooKeeper's `zk_quorum_size`, etcd's member list less learners),
     /// which may include members that have no pod any more.
     pub voters: Option<u64>,
+    /// ZooKeeper leader only: the ordinals of the voting members in its
+    /// configuration (`conf`: `server.N` participants are ordinal N-1).
+    pub voting_ordinals: Option<BTreeSet<i32>>,
     /// etcd: raft entries this member has applied.
     pub applied: Option<u64>,
     /// etcd: raft entries this member knows to be committed.
@@ -97,6 +100,30 @@ impl Live {
             return None;
         }
         first
+    }
+
+    /// A ZooKeeper follower that the leader's configuration does not list
+    /// as a participant receives the log but does not vote (a pod added by
+    /// a scale-up without a reconfig): it is a learner, not a follower.
+    fn mark_non_voting(&mut self) {
+        let voting = self
+            .leader()
+            .and_then(|l| self.members.get(l)?.as_ref()?.voting_ordinals.clone());
+        let Some(voting) = voting else {
+            return;
+        };
+        for (name, answer) in &mut self.members {
+            let Some(a) = answer.as_mut() else { continue };
+            let ordinal = super::orchestrate::ordinal(name);
+            if a.role == Some(Role::Follower) && !ordinal.is_some_and(|o| voting.contains(&o)) {
+                a.role = Some(Role::Learner);
+            }
+        }
+    }
+
+    /// The voting members the leader counts, when it said.
+    pub fn voters(&self) -> Option<u64> {
+        self.members.get(self.leader()?)?.as_ref()?.voters
     }
 
     /// How many members answered at all.
@@ -213,9 +240,11 @@ pub async fn observe(engine: EnsembleEngine, pods: &[&Arc<Pod>]) -> Live {
         };
         (p.name_any(), answer)
     });
-    Live {
+    let mut live = Live {
         members: futures::future::join_all(asks).await.into_iter().collect(),
-    }
+    };
+    live.mark_non_voting();
+    live
 }
 
 async fn ask(engine: EnsembleEngine, ip: &str) -> Option<Answer> {
@@ -241,8 +270,24 @@ async fn ask_zookeeper(ip: &str) -> Option<Answer> {
             answer.synced_followers = mntr_value(&m, "zk_synced_followers");
             answer.voters = mntr_value(&m, "zk_quorum_size");
         }
+        if let Ok(c) = zookeeper::four_letter(&addr, "conf", PROBE_TIMEOUT).await {
+            answer.voting_ordinals = Some(voting_ordinals(&c));
+        }
     }
     Some(answer)
+}
+
+/// The ordinals of the participants in a `conf` reply: `server.N=host:
+/// peer:election[:participant|:observer];client`, N being ordinal + 1.
+pub fn voting_ordinals(conf: &str) -> BTreeSet<i32> {
+    conf.lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            let id: i32 = key.trim().strip_prefix("server.")?.parse().ok()?;
+            let addresses = value.split(';').next().unwrap_or_default();
+            (!addresses.ends_with(":observer")).then_some(id - 1)
+        })
+        .collect()
 }
 
 fn zookeeper_role(mode: Mode) -> Option<Role> {
@@ -312,10 +357,9 @@ pub fn etcd_answer(metrics: &str) -> Answer {
     let index = |name: &str| value(name).filter(|v| *v >= 0.0).map(|v| v as u64);
     Answer {
         role,
-        synced_followers: None,
-        voters: None,
         applied: index("etcd_server_proposals_applied_total"),
         committed: index("etcd_server_proposals_committed_total"),
+        ..Answer::default()
     }
 }
 
@@ -423,6 +467,46 @@ mod tests {
         assert_eq!(
             two.can_lose_one(EnsembleEngine::Etcd).unwrap_err(),
             "no single leader"
+        );
+    }
+
+    #[test]
+    fn zookeeper_followers_outside_the_leaders_configuration_are_learners() {
+        let conf = "clientPort=2181\nserver.1=zk-0.h:2888:3888:participant;0.0.0.0:2181\n\
+                    server.2=zk-1.h:2888:3888:participant;0.0.0.0:2181\n\
+                    server.3=zk-2.h:2888:3888;2181\nserver.9=x:1:2:observer;2181\nversion=100000000\n";
+        assert_eq!(voting_ordinals(conf), BTreeSet::from([0, 1, 2]));
+        let mut leader = zk(Role::Leader, Some(4), Some(3)).unwrap();
+        leader.voting_ordinals = Some(BTreeSet::from([0, 1, 2]));
+        let mut l = Live {
+            members: (0..5)
+                .map(|i| {
+                    let a = if i == 2 {
+                        Some(leader.clone())
+                    } else {
+                        zk(Role::Follower, None, None)
+                    };
+                    (format!("zk-{i}"), a)
+                })
+                .collect(),
+        };
+        l.mark_non_voting();
+        let roles: Vec<_> = (0..5).map(|i| l.role(&format!("zk-{i}"))).collect();
+        assert_eq!(
+            roles,
+            [
+                Some(Role::Follower),
+                Some(Role::Follower),
+                Some(Role::Leader),
+                Some(Role::Learner),
+                Some(Role::Learner)
+            ]
+        );
+        assert_eq!(l.voters(), Some(3));
+        assert!(
+            l.can_lose_one(EnsembleEngine::Zookeeper)
+                .unwrap_err()
+                .contains("zk-3, zk-4 not serving")
         );
     }
 

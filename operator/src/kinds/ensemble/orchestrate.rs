@@ -21,7 +21,7 @@ use super::members::{self, Live};
 use super::roll::{self, Input, Plan, PodFacts, REVISION_LABEL};
 use super::validate::ValidEnsemble;
 use crate::reconcile::status::pod_ready;
-use crate::reconcile::{Observed, Orchestrated};
+use crate::reconcile::{Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
 
@@ -46,14 +46,14 @@ pub async fn orchestrate(
         .flat_map(|c| &c.statefulsets)
         .find(|s| s.name_any() == valid.name);
     let Some(cached_sts) = cached_sts else {
-        return Ok(Orchestrated::settled(live));
+        return Ok(settled(valid, live));
     };
     let cached_revision = update_revision(cached_sts);
     let outdated_in_cache = cached
         .iter()
         .any(|p| revision(p) != cached_revision.as_deref());
     if !outdated_in_cache {
-        return Ok(Orchestrated::settled(live));
+        return Ok(settled(valid, live));
     }
 
     // The caches show outdated pods: decide from the API server's view.
@@ -65,7 +65,7 @@ pub async fn orchestrate(
         .await?;
     ctx.metrics.read("ensemble", "list", "statefulsets");
     let Some(sts) = sts.items.into_iter().next() else {
-        return Ok(Orchestrated::settled(live));
+        return Ok(settled(valid, live));
     };
     let selector = cached_sts
         .spec
@@ -92,6 +92,9 @@ pub async fn orchestrate(
         live: &live,
         bound: roll::MEMBER_READY_BOUND,
     });
+    if step == Plan::Settled {
+        return Ok(settled(valid, live));
+    }
     let mut out = Orchestrated::settled(live);
     match step {
         Plan::Settled => {}
@@ -136,6 +139,37 @@ pub async fn orchestrate(
         }
     }
     Ok(out)
+}
+
+/// Nothing to roll. The engine's own count of voting members must still
+/// match the spec: pods added or removed by a scale change only the
+/// StatefulSet, and until the operator changes membership through the
+/// engine (not implemented yet), the ensemble is not what the spec asks
+/// for, and status must not claim it is.
+fn settled(valid: &ValidEnsemble, live: Live) -> Orchestrated<Live> {
+    let note = membership_note(valid.replicas, &live);
+    let mut out = Orchestrated::settled(live);
+    if let Some(note) = note {
+        out.progress = Some(note.clone());
+        out.degraded = Some(note);
+    }
+    out
+}
+
+/// `Some` when the leader counts another number of voting members than
+/// `replicas`.
+pub fn membership_note(replicas: i32, live: &Live) -> Option<Note> {
+    let voters = live.voters()?;
+    (voters != u64::try_from(replicas).unwrap_or(0)).then(|| {
+        Note::new(
+            "MembershipNotChanged",
+            format!(
+                "The engine counts {voters} voting members and the spec asks for {replicas}: \
+                 the operator does not change membership through the engine yet (etcd member \
+                 add/remove, ZooKeeper reconfig), see docs/ensemble-lifecycle.md"
+            ),
+        )
+    })
 }
 
 /// Deletes exactly the pod that was planned for: a pod recreated under the
@@ -196,6 +230,31 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::StatefulSetStatus;
     use kube::api::ObjectMeta;
+
+    #[test]
+    fn a_voter_count_other_than_the_spec_is_reported() {
+        use crate::kinds::ensemble::members::{Answer, Role};
+        let live = |voters: Option<u64>| Live {
+            members: [(
+                "zk-0".to_string(),
+                Some(Answer {
+                    role: Some(Role::Leader),
+                    voters,
+                    ..Answer::default()
+                }),
+            )]
+            .into(),
+        };
+        assert_eq!(membership_note(3, &live(Some(3))), None);
+        assert_eq!(membership_note(3, &live(None)), None);
+        let note = membership_note(5, &live(Some(3))).unwrap();
+        assert_eq!(note.reason, "MembershipNotChanged");
+        assert!(
+            note.message
+                .starts_with("The engine counts 3 voting members and the spec asks for 5")
+        );
+        assert_eq!(membership_note(3, &Live::default()), None);
+    }
 
     #[test]
     fn ordinals_are_the_last_dash_number() {
