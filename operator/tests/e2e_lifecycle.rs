@@ -702,3 +702,84 @@ async fn a_broken_change_stops_at_one_member_and_a_fix_recovers() {
     assert_eq!(c.read(1).await.unwrap().as_deref(), Some("v1"));
     delete_ensemble(&ns, name).await;
 }
+
+/// Scaling does not change ZooKeeper's membership yet: the new members do
+/// not vote, and status says so instead of claiming five members. Scaling
+/// back returns to a healthy 3-member ensemble with the data kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_scale_without_reconfig_is_reported_and_scaling_back_recovers() {
+    let engine = Engine::Zookeeper;
+    let name = engine.name();
+    let (_kc, ns, _op) = setup("wt12-scale-zk").await;
+    ns.apply_file(&engine.example());
+    wait_settled(&ns, name, 3, 6 * MINUTE).await;
+    let pods: Api<Pod> = ns.api();
+    let mut c = Conn::open(engine, &member_ips(&pods, name).await[0])
+        .await
+        .unwrap();
+    c.write(7).await.unwrap();
+
+    let api: Api<Ensemble> = ns.api();
+    let scale = |n: i32| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": n}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    scale(5).await;
+    let e = ns
+        .wait_for("MembershipNotChanged with five pods", 8 * MINUTE, || {
+            let api = api.clone();
+            async move {
+                let e = api.get(name).await.ok()?;
+                let degraded = condition(&e, "Degraded")?;
+                // The new members, once their engines run, do not vote.
+                let learners = e
+                    .status
+                    .as_ref()?
+                    .members
+                    .iter()
+                    .filter(|m| m.role.as_deref() == Some("learner"))
+                    .count();
+                (degraded.1 == "MembershipNotChanged" && learners == 2).then_some(e)
+            }
+        })
+        .await;
+    let (status, _, message, _) = condition(&e, "Degraded").unwrap();
+    assert_eq!(status, "True");
+    assert!(
+        message.starts_with("The engine counts 3 voting members and the spec asks for 5"),
+        "{message}"
+    );
+    assert_eq!(condition(&e, "Ready").unwrap().0, "False");
+    let roles: BTreeMap<String, String> = e
+        .status
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|m| (m.name, m.role.unwrap_or_default()))
+        .collect();
+    assert_eq!(roles["zk-3"], "learner", "{roles:?}");
+    assert_eq!(roles["zk-4"], "learner", "{roles:?}");
+
+    scale(3).await;
+    ns.wait_for(
+        "every member on the 3-member revision",
+        8 * MINUTE,
+        || async { all_updated(&ns, name).await.then_some(()) },
+    )
+    .await;
+    let e = wait_settled(&ns, name, 3, 5 * MINUTE).await;
+    assert_roles(&ns, &e, 3);
+    for ip in member_ips(&pods, name).await {
+        let mut c = Conn::open(engine, &ip).await.unwrap();
+        assert_eq!(c.read(7).await.unwrap().as_deref(), Some("v7"), "{ip}");
+    }
+    delete_ensemble(&ns, name).await;
+}

@@ -95,7 +95,11 @@ pub async fn orchestrate(
     if step == Plan::Settled {
         return Ok(settled(valid, live));
     }
+    // A roll that waits on members that do not vote is waiting on the
+    // membership, which only the engine can change: say that too.
+    let membership = membership_note(valid.replicas, &live);
     let mut out = Orchestrated::settled(live);
+    out.degraded = membership;
     match step {
         Plan::Settled => {}
         Plan::Wait(progress) => {
@@ -104,7 +108,7 @@ pub async fn orchestrate(
         }
         Plan::Stuck { progress, degraded } => {
             out.progress = Some(progress);
-            out.degraded = Some(degraded);
+            out.degraded = out.degraded.or(Some(degraded));
             out.requeue = Some(STUCK_REQUEUE);
         }
         Plan::Replace {
