@@ -137,7 +137,7 @@ async fn zookeeper_lifecycle() {
         ],
         "{table}"
     );
-    // Columns by the header's offsets: LEADER is empty until the sidecar reports it.
+    // Columns by the header's offsets: LEADER stays empty, kwok pods run no engine to ask.
     let head = table.lines().next().unwrap();
     let line = table.lines().nth(1).unwrap();
     let starts: Vec<usize> = header.iter().map(|h| head.find(h).unwrap()).collect();

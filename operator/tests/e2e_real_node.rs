@@ -31,20 +31,7 @@ fn exec(ns: &TestNs, pod: &str, container: &str, cmd: &[&str]) -> String {
 
 /// Ready=True for the current generation with `n` ready members.
 async fn wait_ready(ns: &TestNs, name: &str, n: i32, timeout: Duration) -> Ensemble {
-    let api: Api<Ensemble> = ns.api();
-    ns.wait_for(&format!("ensemble/{name} Ready"), timeout, || {
-        let api = api.clone();
-        async move {
-            let e = api.get(name).await.ok()?;
-            let s = e.status.as_ref()?;
-            let ready = condition(&e, "Ready").is_some_and(|c| c.0 == "True");
-            (s.common.observed_generation == e.metadata.generation
-                && ready
-                && s.common.ready_replicas == n)
-                .then_some(e)
-        }
-    })
-    .await
+    ns.wait_ready_and(name, n, timeout, |_| true).await
 }
 
 fn restarts(pod: &Pod, container: &str) -> i32 {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -54,7 +54,7 @@ pub struct Client {
     authority: String,
     timeout: Duration,
     tls: Option<(TlsConnector, pki_types::ServerName<'static>)>,
-    sender: Mutex<Option<SendRequest<Empty<Bytes>>>>,
+    sender: Mutex<Option<SendRequest<Full<Bytes>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -142,6 +142,30 @@ impl Client {
 
     /// `GET path` with the client's deadline and a body limit.
     pub async fn get(&self, path: &str, max_body: usize) -> Result<HttpStatus> {
+        self.send(hyper::Method::GET, path, Bytes::new(), max_body)
+            .await
+    }
+
+    /// `POST path` with a JSON body: etcd's v3 API through its gRPC
+    /// gateway (`/v3/kv/put`, `/v3/cluster/member/list`, ...). A non-2xx
+    /// status is returned, not an error: its body says why.
+    pub async fn post_json(&self, path: &str, json: String) -> Result<HttpStatus> {
+        self.send(
+            hyper::Method::POST,
+            path,
+            Bytes::from(json),
+            MAX_HEALTH_BODY,
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<HttpStatus> {
         let mut guard = self.sender.lock().await;
         let r = deadline("etcd http", self.timeout, async {
             let reusable = guard.as_ref().is_some_and(|s| !s.is_closed());
@@ -152,9 +176,15 @@ impl Client {
             // response queued on a connection that is used again.
             let mut sender = guard.take().ok_or(Error::Closed)?;
             sender.ready().await.map_err(map_hyper)?;
-            let req = hyper::Request::get(path)
-                .header(hyper::header::HOST, &self.authority)
-                .body(Empty::<Bytes>::new())
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, &self.authority);
+            if !body.is_empty() {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+            }
+            let req = req
+                .body(Full::new(body))
                 .map_err(|e| Error::Config(e.to_string()))?;
             let resp = sender.send_request(req).await.map_err(map_hyper)?;
             let status = resp.status().as_u16();
@@ -179,7 +209,7 @@ impl Client {
         r
     }
 
-    async fn handshake(&self) -> Result<SendRequest<Empty<Bytes>>> {
+    async fn handshake(&self) -> Result<SendRequest<Full<Bytes>>> {
         let tcp = conn::connect(&self.authority, self.timeout).await?;
         let io: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
@@ -312,6 +342,21 @@ mod tests {
         let r = c.health().await.unwrap();
         assert_eq!((r.status, r.body.as_str()), (503, "{\"health\":false}"));
         assert!(!r.is_ok());
+    }
+
+    #[tokio::test]
+    async fn post_returns_the_status_and_body() {
+        let a = serve(Behaviour::Reply(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 16\r\n\r\n{\"error\":\"bad\"}\n".to_vec(),
+        ))
+        .await;
+        let c = Client::new(&format!("http://{a}"), T, None).unwrap();
+        let r = c.post_json("/v3/kv/put", "{}".into()).await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (400, "{\"error\":\"bad\"}\n"));
+        let a = serve(Behaviour::Silent).await;
+        let c = Client::new(&format!("http://{a}"), T, None).unwrap();
+        let e = c.post_json("/v3/kv/put", "{}".into()).await.unwrap_err();
+        assert_eq!(e.label(), "timeout");
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 //! A four-letter word is a one-shot exchange: connect, send the word, read
 //! until the server closes.
 
+pub mod session;
+
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;

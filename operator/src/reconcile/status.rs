@@ -67,6 +67,11 @@ impl ComponentFacts {
     fn all_ready(&self) -> bool {
         self.rolled_out && self.ready == self.desired
     }
+
+    /// Every pod runs the latest pod template.
+    fn all_updated(&self) -> bool {
+        self.updated >= self.desired
+    }
 }
 
 /// What the conditions are derived from; pure, for unit tests.
@@ -116,6 +121,10 @@ impl Facts<'_> {
             && self.components.iter().map(|c| c.desired).sum::<i32>() > 0
     }
 
+    fn all_updated(&self) -> bool {
+        self.components.iter().all(ComponentFacts::all_updated)
+    }
+
     /// "3/3 members ready", or per component "3/3 controllers ready, 4/5
     /// brokers ready", then the pods that are not ready.
     fn message(&self) -> String {
@@ -132,6 +141,15 @@ impl Facts<'_> {
             .collect();
         if !not_ready.is_empty() {
             m.push_str(&format!("; not ready: {}", not_ready.join(", ")));
+        }
+        let outdated: Vec<String> = self
+            .components
+            .iter()
+            .filter(|c| !c.all_updated())
+            .map(|c| format!("{}/{} {} updated", c.updated, c.desired, c.noun))
+            .collect();
+        if !outdated.is_empty() {
+            m.push_str(&format!("; {}", outdated.join(", ")));
         }
         m
     }
@@ -150,16 +168,19 @@ pub fn pod_ready(pod: &Pod) -> bool {
 pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condition> {
     let members = facts.message();
     let all_ready = facts.all_ready();
-    // Ready claims the desired spec: every member ready, with no
-    // engine-level work left.
+    // Ready claims the desired spec: every member ready on the latest pod
+    // template, with no engine-level work left. While a roll replaces old
+    // members, the resource serves but is not yet what the spec asks for.
     let ready = if !all_ready {
         ("False", "MembersNotReady", members.clone())
+    } else if !facts.all_updated() {
+        ("False", "MembersOutdated", members.clone())
     } else if let Some(p) = facts.progress {
         ("False", p.reason, format!("{members}; {}", p.message))
     } else {
         ("True", "AllMembersReady", members.clone())
     };
-    let stable = all_ready && facts.progress.is_none();
+    let stable = all_ready && facts.all_updated() && facts.progress.is_none();
     let progressing = if facts.invalid.is_some() {
         (
             "False",
@@ -482,17 +503,29 @@ mod tests {
     }
 
     #[test]
-    fn engine_work_keeps_ready_from_claiming_the_spec() {
+    fn old_members_or_engine_work_keep_ready_from_claiming_the_spec() {
         let mut f = facts(3, None, false);
-        let roll = Note::new("RollingUpdate", "replacing member zk-1");
-        f.progress = Some(&roll);
+        f.components[0].updated = 1;
         let cs = conditions(&[], &f, Timestamp::now());
+        assert_eq!(get(&cs, READY), ("False", "MembersOutdated"));
+        assert_eq!(get(&cs, PROGRESSING), ("True", "Reconciling"));
+        assert_eq!(
+            condition(&cs, READY).unwrap().message,
+            "3/3 members ready; 1/3 members updated"
+        );
+
+        let roll = Note::new("RollingUpdate", "replacing member zk-1");
+        f.components[0].updated = 2;
+        f.progress = Some(&roll);
+        let cs = conditions(&cs, &f, Timestamp::now());
         assert_eq!(get(&cs, PROGRESSING), ("True", "RollingUpdate"));
         assert_eq!(
             condition(&cs, PROGRESSING).unwrap().message,
             "replacing member zk-1"
         );
 
+        // All pods updated but the engine still has work (a member to add).
+        f.components[0].updated = 3;
         let cs = conditions(&cs, &f, Timestamp::now());
         assert_eq!(get(&cs, READY), ("False", "RollingUpdate"));
 

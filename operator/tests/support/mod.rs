@@ -134,6 +134,32 @@ impl TestNs {
         }
     }
 
+    /// Ready=True for the current generation with `n` ready members, and
+    /// whatever else `also` asks of the Ensemble.
+    pub async fn wait_ready_and(
+        &self,
+        name: &str,
+        n: i32,
+        timeout: Duration,
+        also: fn(&tessera_api::Ensemble) -> bool,
+    ) -> tessera_api::Ensemble {
+        let api: Api<tessera_api::Ensemble> = self.api();
+        self.wait_for(&format!("ensemble/{name} Ready"), timeout, || {
+            let api = api.clone();
+            async move {
+                let e = api.get(name).await.ok()?;
+                let s = e.status.as_ref()?;
+                let ready = condition(&e, "Ready").is_some_and(|c| c.0 == "True");
+                (s.common.observed_generation == e.metadata.generation
+                    && ready
+                    && s.common.ready_replicas == n
+                    && also(&e))
+                .then_some(e)
+            }
+        })
+        .await
+    }
+
     /// Applies a manifest file into this namespace.
     pub fn apply_file(&self, path: &Path) -> String {
         kubectl_ok(&["-n", &self.name, "apply", "-f", path.to_str().unwrap()])
@@ -300,6 +326,25 @@ impl Operator {
         }
     }
 
+    /// An operator for pods that really run: the locally built engine
+    /// images, a 5 s resync, no leader election.
+    pub fn start_for_real_node(kubeconfig: &Path, namespace: &str, name: &str) -> Operator {
+        let images = engine_images();
+        Operator::start(
+            kubeconfig,
+            namespace,
+            name,
+            &[
+                "--resync-seconds",
+                "5",
+                "--leader-elect",
+                "false",
+                "--engine-image",
+                &images,
+            ],
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
     }
@@ -459,19 +504,6 @@ pub async fn real_node_setup(test: &str) -> (TestNs, Operator) {
     install_crds(&client).await;
     let kc = operator_kubeconfig(&client).await;
     let ns = TestNs::on_real_node(test).await;
-    let images = engine_images();
-    let op = Operator::start(
-        &kc,
-        &ns.name,
-        "op",
-        &[
-            "--resync-seconds",
-            "5",
-            "--leader-elect",
-            "false",
-            "--engine-image",
-            &images,
-        ],
-    );
+    let op = Operator::start_for_real_node(&kc, &ns.name, "op");
     (ns, op)
 }

@@ -2,6 +2,9 @@
 
 pub mod build;
 pub mod etcd;
+pub mod members;
+pub mod orchestrate;
+pub mod roll;
 pub mod validate;
 pub mod zookeeper;
 
@@ -14,13 +17,16 @@ use tessera_api::{CommonSpec, CommonStatus, Ensemble, EnsembleStatus, Invalid};
 
 use crate::reconcile::child::{BuildContext, Desired};
 use crate::reconcile::status::pod_ready;
-use crate::reconcile::{Component, Managed, Observed};
+use crate::reconcile::{Component, Managed, Observed, Orchestrated};
+use crate::runtime::context::Context;
+use crate::runtime::error::Result;
+use members::Live;
 use validate::ValidEnsemble;
 
 impl Managed for Ensemble {
     type Status = EnsembleStatus;
     type Valid = ValidEnsemble;
-    type Live = ();
+    type Live = Live;
     const METRIC_KIND: &'static str = "ensemble";
 
     fn common(&self) -> &CommonSpec {
@@ -43,6 +49,15 @@ impl Managed for Ensemble {
         build::build(valid, ctx)
     }
 
+    async fn orchestrate(
+        &self,
+        valid: &ValidEnsemble,
+        observed: &Observed,
+        ctx: &Context,
+    ) -> Result<Orchestrated<Live>> {
+        orchestrate::orchestrate(valid, observed, ctx).await
+    }
+
     fn status(&self) -> Option<&EnsembleStatus> {
         self.status.as_ref()
     }
@@ -51,23 +66,28 @@ impl Managed for Ensemble {
         &status.common
     }
 
-    fn make_status(&self, common: CommonStatus, observed: &Observed, _: &()) -> EnsembleStatus {
+    fn make_status(
+        &self,
+        common: CommonStatus,
+        observed: &Observed,
+        live: &Live,
+    ) -> EnsembleStatus {
         let members = observed
             .pods()
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(|p| EnsembleMember {
                 name: p.name_any(),
-                // Roles come from the sidecar's view of the engine, which a
-                // later issue reports; unknown until then.
-                role: None,
+                // From the engine itself; unknown while paused (nothing is
+                // asked then) or when the member does not answer.
+                role: live.role(&p.name_any()).map(|r| r.as_str().to_string()),
                 ready: pod_ready(p),
             })
             .collect();
         EnsembleStatus {
             common,
             members,
-            leader: None,
+            leader: live.leader().map(str::to_string),
         }
     }
 }

@@ -1,0 +1,291 @@
+//! `orchestrate` for Ensembles: ask the engines for their members' roles,
+//! then take the roll's next step (see [`super::roll`]).
+//!
+//! The caches may lag the API server by a watch event: a pod deleted a
+//! moment ago can still look ready there. Before it deletes anything, this
+//! step therefore reads the StatefulSet and the pods from the API server
+//! itself, so that two members are never down at once because of a stale
+//! cache. It reads them only while the caches show outdated pods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+
+use super::members::{self, Live};
+use super::roll::{self, Input, Plan, PodFacts, REVISION_LABEL};
+use super::validate::ValidEnsemble;
+use crate::reconcile::status::pod_ready;
+use crate::reconcile::{Note, Observed, Orchestrated};
+use crate::runtime::context::Context;
+use crate::runtime::error::{Error, Result};
+
+/// While a roll goes on, look again this soon: the next member waits for
+/// the last one, and a pod's readiness does not always trigger a reconcile
+/// promptly enough for a short roll.
+const ROLL_REQUEUE: Duration = Duration::from_secs(2);
+/// A stopped roll needs a person; look again at a calmer pace.
+const STUCK_REQUEUE: Duration = Duration::from_secs(30);
+
+pub async fn orchestrate(
+    valid: &ValidEnsemble,
+    observed: &Observed,
+    ctx: &Context,
+) -> Result<Orchestrated<Live>> {
+    let cached: Vec<&Arc<Pod>> = observed.pods();
+    let live = members::observe(valid.engine, &cached).await;
+
+    let cached_sts = observed
+        .components
+        .iter()
+        .flat_map(|c| &c.statefulsets)
+        .find(|s| s.name_any() == valid.name);
+    let Some(cached_sts) = cached_sts else {
+        return Ok(settled(valid, live));
+    };
+    let cached_revision = update_revision(cached_sts);
+    let outdated_in_cache = cached
+        .iter()
+        .any(|p| revision(p) != cached_revision.as_deref());
+    if !outdated_in_cache {
+        return Ok(settled(valid, live));
+    }
+
+    // The caches show outdated pods: decide from the API server's view.
+    let ns = valid.namespace.as_str();
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let sts = sts_api
+        .list(&ListParams::default().fields(&format!("metadata.name={}", valid.name)))
+        .await?;
+    ctx.metrics.read("ensemble", "list", "statefulsets");
+    let Some(sts) = sts.items.into_iter().next() else {
+        return Ok(settled(valid, live));
+    };
+    let selector = cached_sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .ok_or(Error::MissingField("spec.selector.matchLabels"))?
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = pod_api
+        .list(&ListParams::default().labels(&selector))
+        .await?;
+    ctx.metrics.read("ensemble", "list", "pods");
+    let now = Timestamp::now();
+    let facts: Vec<PodFacts> = pods.items.iter().map(|p| pod_facts(p, now)).collect();
+    let update_revision = update_revision(&sts);
+
+    let step = roll::plan(&Input {
+        engine: valid.engine,
+        desired: valid.replicas,
+        update_revision: update_revision.as_deref(),
+        pods: &facts,
+        live: &live,
+        bound: roll::MEMBER_READY_BOUND,
+    });
+    if step == Plan::Settled {
+        return Ok(settled(valid, live));
+    }
+    // A roll that waits on members that do not vote is waiting on the
+    // membership, which only the engine can change: say that too.
+    let membership = membership_note(valid.replicas, &live);
+    let mut out = Orchestrated::settled(live);
+    out.degraded = membership;
+    match step {
+        Plan::Settled => {}
+        Plan::Wait(progress) => {
+            out.progress = Some(progress);
+            out.requeue = Some(ROLL_REQUEUE);
+        }
+        Plan::Stuck { progress, degraded } => {
+            out.progress = Some(progress);
+            out.degraded = out.degraded.or(Some(degraded));
+            out.requeue = Some(STUCK_REQUEUE);
+        }
+        Plan::Replace {
+            pod,
+            role,
+            progress,
+        } => {
+            let target = pods
+                .items
+                .iter()
+                .find(|p| p.name_any() == pod)
+                .ok_or(Error::MissingField("the pod chosen by the roll"))?;
+            delete_pod(&pod_api, target).await?;
+            ctx.metrics.write("ensemble", "delete", "pods");
+            let role = role.map_or("role unknown", |r| r.as_str());
+            out.events.push(Event {
+                type_: EventType::Normal,
+                reason: "MemberReplaced".into(),
+                note: Some(format!(
+                    "Deleted {pod} ({role}) so that it restarts on revision {}",
+                    update_revision.as_deref().unwrap_or("unknown")
+                )),
+                action: "RollingUpdate".into(),
+                // The pod, with its uid: it names the member in `kubectl
+                // describe`, and the Recorder folds only Events with the
+                // same related object into one series, so each replaced
+                // member (each pod incarnation) gets an Event of its own.
+                secondary: Some(target.object_ref(&())),
+            });
+            out.progress = Some(progress);
+            out.requeue = Some(ROLL_REQUEUE);
+        }
+    }
+    Ok(out)
+}
+
+/// Nothing to roll. The engine's own count of voting members must still
+/// match the spec: pods added or removed by a scale change only the
+/// StatefulSet, and until the operator changes membership through the
+/// engine (not implemented yet), the ensemble is not what the spec asks
+/// for, and status must not claim it is.
+fn settled(valid: &ValidEnsemble, live: Live) -> Orchestrated<Live> {
+    let note = membership_note(valid.replicas, &live);
+    let mut out = Orchestrated::settled(live);
+    if let Some(note) = note {
+        out.progress = Some(note.clone());
+        out.degraded = Some(note);
+    }
+    out
+}
+
+/// `Some` when the leader counts another number of voting members than
+/// `replicas`.
+pub fn membership_note(replicas: i32, live: &Live) -> Option<Note> {
+    let voters = live.voters()?;
+    (voters != u64::try_from(replicas).unwrap_or(0)).then(|| {
+        Note::new(
+            "MembershipNotChanged",
+            format!(
+                "The engine counts {voters} voting members and the spec asks for {replicas}: \
+                 the operator does not change membership through the engine yet (etcd member \
+                 add/remove, ZooKeeper reconfig), see docs/ensemble-lifecycle.md"
+            ),
+        )
+    })
+}
+
+/// Deletes exactly the pod that was planned for: a pod recreated under the
+/// same name meanwhile has another uid and is left alone.
+async fn delete_pod(api: &Api<Pod>, pod: &Pod) -> Result<()> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&pod.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        // Already gone or replaced: the next pass sees the new pod.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `updateRevision`, once the StatefulSet controller has seen the latest
+/// spec; before that, the revision pods are compared with would be stale.
+fn update_revision(sts: &StatefulSet) -> Option<String> {
+    let status = sts.status.as_ref()?;
+    let current = status.observed_generation >= sts.metadata.generation;
+    current.then(|| status.update_revision.clone()).flatten()
+}
+
+fn revision(pod: &Pod) -> Option<&str> {
+    pod.labels().get(REVISION_LABEL).map(String::as_str)
+}
+
+fn pod_facts(pod: &Pod, now: Timestamp) -> PodFacts {
+    let name = pod.name_any();
+    let age = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
+        .unwrap_or_default();
+    PodFacts {
+        ordinal: ordinal(&name).unwrap_or(i32::MAX),
+        revision: revision(pod).map(str::to_string),
+        ready: pod_ready(pod),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        age,
+        name,
+    }
+}
+
+/// The ordinal of a StatefulSet pod: the number after the last dash.
+pub fn ordinal(pod: &str) -> Option<i32> {
+    pod.rsplit_once('-')?.1.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use kube::api::ObjectMeta;
+
+    #[test]
+    fn a_voter_count_other_than_the_spec_is_reported() {
+        use crate::kinds::ensemble::members::{Answer, Role};
+        let live = |voters: Option<u64>| Live {
+            members: [(
+                "zk-0".to_string(),
+                Some(Answer {
+                    role: Some(Role::Leader),
+                    voters,
+                    ..Answer::default()
+                }),
+            )]
+            .into(),
+        };
+        assert_eq!(membership_note(3, &live(Some(3))), None);
+        assert_eq!(membership_note(3, &live(None)), None);
+        let note = membership_note(5, &live(Some(3))).unwrap();
+        assert_eq!(note.reason, "MembershipNotChanged");
+        assert!(
+            note.message
+                .starts_with("The engine counts 3 voting members and the spec asks for 5")
+        );
+        assert_eq!(membership_note(3, &Live::default()), None);
+    }
+
+    #[test]
+    fn ordinals_are_the_last_dash_number() {
+        assert_eq!(ordinal("zk-2"), Some(2));
+        assert_eq!(ordinal("my-etcd-10"), Some(10));
+        assert_eq!(ordinal("zk"), None);
+        assert_eq!(ordinal("zk-x"), None);
+    }
+
+    #[test]
+    fn a_revision_is_trusted_only_once_the_controller_saw_the_spec() {
+        let mut sts = StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(3),
+                ..ObjectMeta::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(2),
+                update_revision: Some("zk-abc".into()),
+                ..StatefulSetStatus::default()
+            }),
+            ..StatefulSet::default()
+        };
+        assert_eq!(update_revision(&sts), None);
+        sts.status.as_mut().unwrap().observed_generation = Some(3);
+        assert_eq!(update_revision(&sts).as_deref(), Some("zk-abc"));
+        sts.status = None;
+        assert_eq!(update_revision(&sts), None);
+    }
+}
