@@ -189,6 +189,7 @@ mod tests {
     use crate::runtime::registry::{Kind, Registry, Settings, kind, users};
 
     /// The production list plus the test kind: one more line.
+    const ONLY_ENSEMBLE: &[Kind] = &[kind::<Ensemble>()];
     const WITH_CANARY: &[Kind] = &[kind::<Ensemble>(), kind::<Canary>()];
 
     fn canary(name: &str, secret: Option<&str>) -> Canary {
@@ -248,7 +249,7 @@ mod tests {
     #[tokio::test]
     async fn a_kind_plugs_in_with_one_line_and_shares_the_child_watches() {
         let alone = Arc::new(Metrics::new());
-        let r = Registry::new(settings(alone.clone()), Some("demo"), crate::kinds::KINDS);
+        let r = Registry::new(settings(alone.clone()), Some("demo"), ONLY_ENSEMBLE);
         assert_eq!(r.kinds(), ["ensemble"]);
         let both = Arc::new(Metrics::new());
         let r = Registry::new(settings(both.clone()), Some("demo"), WITH_CANARY);

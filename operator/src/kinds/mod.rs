@@ -4,6 +4,7 @@
 //! line in [`KINDS`]. The runtime gives it a controller per watched
 //! namespace over the shared child watches.
 
+pub mod broker;
 #[cfg(test)]
 pub mod canary;
 pub mod ensemble;
@@ -12,4 +13,7 @@ pub mod shared;
 use crate::runtime::registry::{Kind, kind};
 
 /// Every kind the operator reconciles.
-pub const KINDS: &[Kind] = &[kind::<tessera_api::Ensemble>()];
+pub const KINDS: &[Kind] = &[
+    kind::<tessera_api::Ensemble>(),
+    kind::<tessera_api::Broker>(),
+];

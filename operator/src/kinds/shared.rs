@@ -462,3 +462,100 @@ fn http_probe(path: &str, port: i32, failure_threshold: i32) -> Probe {
         ..Default::default()
     }
 }
+
+/// The engine container's startup probe: the sidecar's liveness check, with
+/// five minutes to pass once. Until it does, liveness is not checked, so a
+/// JVM that takes long to start (Kafka formatting its storage, replaying
+/// its log) is not restarted for it.
+pub fn engine_startup() -> Probe {
+    let mut p = http_probe("/livez", SIDECAR_PORT, 30);
+    p.period_seconds = Some(10);
+    p
+}
+
+/// What every kind's `validate` resolves from `CommonSpec` the same way:
+/// the version and image with their defaults, the user config, the pod
+/// settings. `paused` and `storage.deleteClaimsOnDelete` are read by the
+/// runtime (it skips `apply` while paused; the finalizer deletes claims).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommonParts {
+    pub version: String,
+    /// `spec.image`, or the engine's image for the version through the
+    /// operator's image mapping.
+    pub image: String,
+    /// `spec.config`; the kind's `SpecCheck` refuses owned keys.
+    pub config: BTreeMap<String, String>,
+    pub pod: PodSettings,
+}
+
+/// Destructures `CommonSpec` without `..`: a field added to it is a compile
+/// error here until every kind uses or refuses it.
+pub fn common_parts(
+    common: &tessera_api::CommonSpec,
+    contract: &tessera_api::images::ImageContract,
+    default_version: &str,
+    ctx: &crate::reconcile::child::BuildContext,
+) -> Result<CommonParts, Invalid> {
+    let tessera_api::CommonSpec {
+        version,
+        image,
+        resources,
+        storage,
+        config,
+        pod_template,
+        monitoring,
+        paused: _,
+    } = common;
+    let tessera_api::common::Monitoring {
+        enabled: adapter,
+        pod_monitor,
+    } = monitoring;
+    refuse_pod_monitor(pod_monitor.as_ref())?;
+    let version = version
+        .clone()
+        .unwrap_or_else(|| default_version.to_string());
+    let image = image
+        .clone()
+        .unwrap_or_else(|| ctx.engine_images.resolve(contract, &version));
+    Ok(CommonParts {
+        version,
+        image,
+        config: config.clone(),
+        pod: PodSettings {
+            resources: resources.clone(),
+            storage: ClaimSettings::from_spec(storage),
+            template: pod_template.clone(),
+            adapter: *adapter,
+        },
+    })
+}
+
+/// The ConfigMap volume with the generated configuration, named "config".
+pub fn config_volume(configmap: &str) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(k8s_openapi::api::core::v1::ConfigMapVolumeSource {
+            name: configmap.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The engine container's mounts of the member's data and of the
+/// configuration (read-only).
+pub fn engine_mounts(data_mount: &str, config_mount: &str) -> Vec<VolumeMount> {
+    vec![
+        VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: data_mount.into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: config_mount.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ]
+}

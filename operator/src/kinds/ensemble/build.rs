@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Service, ServicePort, ServiceSpec, Volume,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
@@ -198,14 +196,7 @@ fn statefulset(
         ens.pod.adapter,
     ));
 
-    let mut volumes = vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: cm,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
+    let mut volumes = vec![shared::config_volume(&cm)];
     volumes.extend(scratch_volumes);
 
     shared::statefulset(StatefulSetParts {

@@ -3,11 +3,10 @@
 //! to the API is a compile error here until it is used or refused.
 
 use kube::ResourceExt;
-use tessera_api::common::Monitoring;
 use tessera_api::validate::SpecCheck;
-use tessera_api::{CommonSpec, Ensemble, EnsembleEngine, EnsembleSpec, Invalid};
+use tessera_api::{Ensemble, EnsembleEngine, EnsembleSpec, Invalid};
 
-use crate::kinds::shared::{ClaimSettings, PodSettings, refuse_pod_monitor};
+use crate::kinds::shared::{CommonParts, PodSettings, common_parts};
 use crate::reconcile::child::BuildContext;
 
 /// A validated Ensemble: what `build` reads, and nothing else.
@@ -32,41 +31,19 @@ pub fn validate(ens: &Ensemble, ctx: &BuildContext) -> Result<ValidEnsemble, Inv
         replicas,
         common,
     } = &ens.spec;
-    let CommonSpec {
-        version,
+    let CommonParts {
+        version: _,
         image,
-        resources,
-        storage,
         config,
-        pod_template,
-        monitoring,
-        // The runtime reads these: it skips `apply` while paused, and the
-        // finalizer follows `storage.deleteClaimsOnDelete`.
-        paused: _,
-    } = common;
-    let Monitoring {
-        enabled: adapter,
-        pod_monitor,
-    } = monitoring;
-    refuse_pod_monitor(pod_monitor.as_ref())?;
-    let version = version
-        .clone()
-        .unwrap_or_else(|| engine.default_version().to_string());
-    let image = image
-        .clone()
-        .unwrap_or_else(|| ctx.engine_images.resolve(engine.contract(), &version));
+        pod,
+    } = common_parts(common, engine.contract(), engine.default_version(), ctx)?;
     Ok(ValidEnsemble {
         name: ens.name_any(),
         namespace: ens.namespace().unwrap_or_default(),
         engine: *engine,
         replicas: *replicas,
         image,
-        config: config.clone(),
-        pod: PodSettings {
-            resources: resources.clone(),
-            storage: ClaimSettings::from_spec(storage),
-            template: pod_template.clone(),
-            adapter: *adapter,
-        },
+        config,
+        pod,
     })
 }

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Volume};
 
-use super::build::{CONFIG_MOUNT, DATA_VOLUME, Members};
+use super::build::{CONFIG_MOUNT, Members};
 
 const DATA_MOUNT: &str = "/data";
-use crate::kinds::shared::{container_security, engine_liveness, engine_readiness, port, scratch};
+use crate::kinds::shared::{
+    container_security, engine_liveness, engine_mounts, engine_readiness, port, scratch,
+};
 
 pub const CLIENT_PORT: i32 = 2181;
 pub const PEER_PORT: i32 = 2888;
@@ -124,22 +126,13 @@ pub fn container(image: &str) -> (Container, Vec<Volume>) {
         readiness_probe: Some(engine_readiness()),
         liveness_probe: Some(engine_liveness()),
         security_context: Some(container_security(true)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.into(),
-                mount_path: DATA_MOUNT.into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_MOUNT.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            conf_mount,
-            tmp_mount,
-            logs_mount,
-        ]),
+        volume_mounts: Some(
+            [
+                engine_mounts(DATA_MOUNT, CONFIG_MOUNT),
+                vec![conf_mount, tmp_mount, logs_mount],
+            ]
+            .concat(),
+        ),
         ..Default::default()
     };
     (container, vec![conf_vol, tmp_vol, logs_vol])
