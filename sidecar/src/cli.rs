@@ -56,7 +56,7 @@ pub struct Args {
 
     /// Kafka: what runs next to the sidecar. A `controller` (a KRaft
     /// controller only) does not answer Metadata: it is ready when it
-    /// answers DescribeQuorum and knows the active controller.
+    /// answers DescribeCluster and knows the active controller.
     #[arg(
         long,
         env = "TESSERA_SIDECAR_KAFKA_ROLE",

@@ -52,7 +52,7 @@ fn a_controller_is_ready_when_it_knows_the_active_controller() {
     let s = Sidecar::start("kafka", &controller, &["--kafka-role", "controller"]);
     let body = s.wait_status("/readyz", 200, Duration::from_secs(30));
     assert!(
-        body.contains("controller quorum led by 1 (1 voters)"),
+        body.contains("controller quorum led by 1 (1 controllers registered)"),
         "{body}"
     );
     // The broker check cannot pass on a controller listener: controllers

@@ -1,6 +1,6 @@
 //! Kafka: a broker is ready when it answers ApiVersions and Metadata lists
 //! it among the registered brokers; a controller (which answers no
-//! Metadata) when it answers DescribeQuorum with a known leader. Under-replicated partitions are reported
+//! Metadata) when it answers DescribeCluster with a known active controller. Under-replicated partitions are reported
 //! as a metric, never as unreadiness (that would fail every broker at once).
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -55,19 +55,17 @@ impl Kafka {
             return Verdict::error("ApiVersions", &e);
         }
         if self.role == KafkaRole::Controller {
-            // A controller that knows the leader has heard from it within
-            // the election timeout: it takes part in the quorum.
-            return match c.describe_quorum().await {
-                Ok(q) if q.leader_id >= 0 => Verdict::pass(format!(
-                    "controller quorum led by {} ({} voters)",
-                    q.leader_id,
-                    q.voters.len()
+            // Only the active controller answers DescribeQuorum; a follower
+            // that names the leader in DescribeCluster has heard from it
+            // within the election timeout: it takes part in the quorum.
+            return match c.describe_controllers().await {
+                Ok(v) if v.leader_id >= 0 => Verdict::pass(format!(
+                    "controller quorum led by {} ({} controllers registered)",
+                    v.leader_id,
+                    v.controllers.len()
                 )),
-                Ok(q) => Verdict::fail(format!(
-                    "no active controller among the {} voters",
-                    q.voters.len()
-                )),
-                Err(e) => Verdict::error("DescribeQuorum", &e),
+                Ok(_) => Verdict::fail("no active controller known"),
+                Err(e) => Verdict::error("DescribeCluster", &e),
             };
         }
         let md = match c.metadata(None).await {
