@@ -136,6 +136,17 @@ fn defaults(brokers: i32) -> BTreeMap<&'static str, String> {
     ])
 }
 
+/// The cluster-wide `min.insync.replicas`: the user's, or the default for
+/// the number of brokers. (A topic may override it; the roll checks the
+/// cluster's value.)
+pub fn min_insync(b: &ValidBroker) -> usize {
+    b.config
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .or_else(|| defaults(b.replicas)["min.insync.replicas"].parse().ok())
+        .unwrap_or(1)
+}
+
 /// The complete file of a role, without the per-pod lines. User settings
 /// are merged over the defaults; the operator's own keys come after them
 /// (validation has already refused owned keys in `config`).

@@ -1,17 +1,16 @@
 //! What the Kafka cluster itself says, asked through one ready broker: the
-//! active controller and the registered brokers.
+//! active controller, the registered brokers and every partition.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use tessera_clients::kafka::Client;
+use tessera_clients::kafka::{Client, Partition};
 use tracing::debug;
 
 use super::build::BROKER_COMPONENT;
 use super::kafka::REPLICATION_PORT;
-use super::validate::ValidBroker;
 use crate::reconcile::Observed;
 use crate::reconcile::status::pod_ready;
 
@@ -25,6 +24,8 @@ pub struct Live {
     pub leader_id: Option<i32>,
     /// Node ids of the brokers the cluster lists (registered and unfenced).
     pub brokers: Vec<i32>,
+    /// Every partition, by topic; None when no broker answered.
+    pub partitions: Option<Vec<(String, Partition)>>,
 }
 
 /// The addresses of the ready brokers' replication listeners, by pod IP:
@@ -50,7 +51,7 @@ pub fn ready_pods<'a>(
 }
 
 /// Asks the first ready broker that answers.
-pub async fn observe(_valid: &ValidBroker, observed: &Observed) -> Live {
+pub async fn observe(observed: &Observed) -> Live {
     for addr in ready_brokers(observed) {
         match ask(&addr).await {
             Ok(live) => return live,
@@ -62,12 +63,21 @@ pub async fn observe(_valid: &ValidBroker, observed: &Observed) -> Live {
 
 async fn ask(addr: &str) -> tessera_clients::Result<Live> {
     let mut c = Client::connect(addr, TIMEOUT).await?;
-    let md = c.metadata(Some(Vec::new())).await?;
+    let md = c.metadata(None).await?;
     let quorum = c.describe_quorum().await?;
     let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id).collect();
     brokers.sort_unstable();
+    let partitions = md
+        .topics
+        .into_iter()
+        .flat_map(|t| {
+            let name = t.name;
+            t.partitions.into_iter().map(move |p| (name.clone(), p))
+        })
+        .collect();
     Ok(Live {
         leader_id: (quorum.leader_id >= 0).then_some(quorum.leader_id),
         brokers,
+        partitions: Some(partitions),
     })
 }

@@ -5,16 +5,23 @@ pub mod build;
 pub mod identity;
 pub mod kafka;
 pub mod live;
+pub mod roll;
 pub mod validate;
 
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::events::{Event, EventType};
 use tessera_api::broker::ControllerQuorum;
 use tessera_api::{Broker, BrokerStatus, CommonSpec, CommonStatus, Invalid};
 
 use crate::reconcile::child::{BuildContext, Desired};
+use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Component, Managed, Observed, Orchestrated};
 use crate::runtime::context::Context;
 use crate::runtime::error::Result;
@@ -56,13 +63,46 @@ impl Managed for Broker {
         build::build(valid, ctx)
     }
 
+    /// A pod template change reaches the pods one at a time, in the order
+    /// and under the checks of [`roll::next_step`].
     async fn orchestrate(
         &self,
         valid: &ValidBroker,
         observed: &Observed,
-        _ctx: &Context,
+        ctx: &Context,
     ) -> Result<Orchestrated<Live>> {
-        Ok(Orchestrated::settled(live::observe(valid, observed).await))
+        let live = live::observe(observed).await;
+        let (members, missing) = members(valid, observed);
+        let step = roll::next_step(
+            &members,
+            &missing,
+            live.leader_id,
+            live.partitions.as_deref(),
+            kafka::min_insync(valid),
+        );
+        let mut out = Orchestrated::settled(live);
+        match step {
+            roll::Step::Done => {}
+            roll::Step::Wait(note) => {
+                out.progress = Some(note);
+                out.requeue = Some(ROLL_PERIOD);
+            }
+            roll::Step::Restart { pod, note } => {
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+                pods.delete(&pod, &DeleteParams::default()).await?;
+                ctx.metrics.write(Self::METRIC_KIND, "delete", "pods");
+                out.events.push(Event {
+                    type_: EventType::Normal,
+                    reason: "RestartedMember".into(),
+                    note: Some(format!("{}: the pod template changed", note.message)),
+                    action: "Roll".into(),
+                    secondary: None,
+                });
+                out.progress = Some(note);
+                out.requeue = Some(ROLL_PERIOD);
+            }
+        }
+        Ok(out)
     }
 
     fn status(&self) -> Option<&BrokerStatus> {
@@ -108,6 +148,50 @@ impl Managed for Broker {
             }),
         }
     }
+}
+
+/// How soon a roll looks again: a restarted broker takes seconds to rejoin.
+const ROLL_PERIOD: Duration = Duration::from_secs(5);
+
+/// The pod label holding the StatefulSet revision the pod was created from.
+const REVISION_LABEL: &str = "controller-revision-hash";
+
+/// Every existing pod as the roll sees it, and the pods the StatefulSets
+/// want that do not exist.
+fn members(b: &ValidBroker, observed: &Observed) -> (Vec<roll::Member>, Vec<String>) {
+    let mut members = Vec::new();
+    let mut missing = Vec::new();
+    for c in &observed.components {
+        let dedicated_controller = c.component.identity.component == build::CONTROLLER_COMPONENT;
+        let base = if dedicated_controller {
+            identity::CONTROLLER_ID_BASE
+        } else {
+            0
+        };
+        for sts in &c.statefulsets {
+            let sts_name = sts.name_any();
+            let revision = sts.status.as_ref().and_then(|s| s.update_revision.clone());
+            let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            for ordinal in 0..want {
+                let name = format!("{sts_name}-{ordinal}");
+                let Some(pod) = c.pods.iter().find(|p| p.name_any() == name) else {
+                    missing.push(name);
+                    continue;
+                };
+                let label = pod.labels().get(REVISION_LABEL);
+                members.push(roll::Member {
+                    pod: name,
+                    node_id: base + ordinal,
+                    controller: dedicated_controller
+                        || matches!(b.quorum, Quorum::Combined { controllers } if ordinal < controllers),
+                    broker: !dedicated_controller,
+                    ready: pod.metadata.deletion_timestamp.is_none() && pod_ready(pod),
+                    outdated: revision.is_some() && label != revision.as_ref(),
+                });
+            }
+        }
+    }
+    (members, missing)
 }
 
 /// The ordinal of a StatefulSet pod's name.
