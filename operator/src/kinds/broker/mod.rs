@@ -72,10 +72,11 @@ impl Managed for Broker {
         ctx: &Context,
     ) -> Result<Orchestrated<Live>> {
         let live = live::observe(observed).await;
-        let (members, missing) = members(valid, observed);
+        let (members, missing, unobserved) = members(valid, observed);
         let step = roll::next_step(
             &members,
             &missing,
+            &unobserved,
             live.leader_id,
             live.partitions.as_deref(),
             kafka::min_insync(valid),
@@ -156,11 +157,13 @@ const ROLL_PERIOD: Duration = Duration::from_secs(5);
 /// The pod label holding the StatefulSet revision the pod was created from.
 const REVISION_LABEL: &str = "controller-revision-hash";
 
-/// Every existing pod as the roll sees it, and the pods the StatefulSets
-/// want that do not exist.
-fn members(b: &ValidBroker, observed: &Observed) -> (Vec<roll::Member>, Vec<String>) {
+/// Every existing pod as the roll sees it, the pods the StatefulSets want
+/// that do not exist, and the StatefulSets whose latest spec their
+/// controller has not observed yet.
+fn members(b: &ValidBroker, observed: &Observed) -> (Vec<roll::Member>, Vec<String>, Vec<String>) {
     let mut members = Vec::new();
     let mut missing = Vec::new();
+    let mut unobserved = Vec::new();
     for c in &observed.components {
         let dedicated_controller = c.component.identity.component == build::CONTROLLER_COMPONENT;
         let base = if dedicated_controller {
@@ -170,6 +173,10 @@ fn members(b: &ValidBroker, observed: &Observed) -> (Vec<roll::Member>, Vec<Stri
         };
         for sts in &c.statefulsets {
             let sts_name = sts.name_any();
+            let seen = sts.status.as_ref().and_then(|s| s.observed_generation);
+            if seen < sts.metadata.generation {
+                unobserved.push(sts_name.clone());
+            }
             let revision = sts.status.as_ref().and_then(|s| s.update_revision.clone());
             let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
             for ordinal in 0..want {
@@ -191,7 +198,7 @@ fn members(b: &ValidBroker, observed: &Observed) -> (Vec<roll::Member>, Vec<Stri
             }
         }
     }
-    (members, missing)
+    (members, missing, unobserved)
 }
 
 /// The ordinal of a StatefulSet pod's name.

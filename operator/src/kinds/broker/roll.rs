@@ -40,15 +40,26 @@ pub enum Step {
 const REASON: &str = "RollingUpdate";
 
 /// `members` are the pods that exist, `missing` the pods the StatefulSets
-/// want but that do not exist (yet). `partitions` is every partition of the
-/// cluster as Metadata reported it (None when no broker answered).
+/// want but that do not exist (yet), `unobserved` the StatefulSets whose
+/// controller has not seen their latest spec (their update revision, and so
+/// which pods are outdated, is not known yet). `partitions` is every
+/// partition of the cluster as Metadata reported it (None when no broker
+/// answered).
 pub fn next_step(
     members: &[Member],
     missing: &[String],
+    unobserved: &[String],
     leader: Option<i32>,
     partitions: Option<&[(String, Partition)]>,
     min_insync: usize,
 ) -> Step {
+    if let Some(sts) = unobserved.first() {
+        // Acting now could restart brokers before controllers, or nothing.
+        return Step::Wait(Note::new(
+            REASON,
+            format!("waiting for the StatefulSet controller to observe {sts}"),
+        ));
+    }
     let outdated: Vec<&Member> = members.iter().filter(|m| m.outdated).collect();
     if outdated.is_empty() {
         return Step::Done;
@@ -188,9 +199,22 @@ mod tests {
     };
 
     #[test]
+    fn nothing_happens_before_the_statefulsets_are_observed() {
+        let m = wait(next_step(
+            &cluster(false),
+            &[],
+            &["k-controller".into()],
+            Some(1000),
+            None,
+            2,
+        ));
+        assert!(m.contains("observe k-controller"), "{m}");
+    }
+
+    #[test]
     fn nothing_to_do_when_every_pod_is_current() {
         assert_eq!(
-            next_step(&cluster(false), &[], Some(1000), None, 2),
+            next_step(&cluster(false), &[], &[], Some(1000), None, 2),
             Step::Done
         );
     }
@@ -201,7 +225,7 @@ mod tests {
         let mut members = cluster(true);
         let mut order = Vec::new();
         for _ in 0..6 {
-            let pod = restart(next_step(&members, &[], Some(1001), Some(&parts), 2));
+            let pod = restart(next_step(&members, &[], &[], Some(1001), Some(&parts), 2));
             members.iter_mut().find(|m| m.pod == pod).unwrap().outdated = false;
             order.push(pod);
         }
@@ -217,7 +241,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            next_step(&members, &[], Some(1001), Some(&parts), 2),
+            next_step(&members, &[], &[], Some(1001), Some(&parts), 2),
             Step::Done
         );
     }
@@ -228,12 +252,13 @@ mod tests {
         let mut members = cluster(true);
         members[3].ready = false;
         assert!(
-            wait(next_step(&members, &[], Some(1001), Some(&parts), 2))
+            wait(next_step(&members, &[], &[], Some(1001), Some(&parts), 2))
                 .contains("k-controller-0 to be ready")
         );
         let m = wait(next_step(
             &cluster(true),
             &["k-broker-1".into()],
+            &[],
             Some(1001),
             Some(&parts),
             2,
@@ -243,7 +268,14 @@ mod tests {
 
     #[test]
     fn no_controller_restarts_without_an_active_controller() {
-        let m = wait(next_step(&cluster(true), &[], None, Some(&HEALTHY()), 2));
+        let m = wait(next_step(
+            &cluster(true),
+            &[],
+            &[],
+            None,
+            Some(&HEALTHY()),
+            2,
+        ));
         assert!(m.contains("active controller"), "{m}");
     }
 
@@ -253,26 +285,26 @@ mod tests {
         members[1].outdated = true; // k-broker-1, node 1
         // Node 1 in sync, ISR at the minimum: restarting it drops to 1.
         let parts = vec![partition(0, &[0, 1, 2], &[0, 1])];
-        let m = wait(next_step(&members, &[], Some(1000), Some(&parts), 2));
+        let m = wait(next_step(&members, &[], &[], Some(1000), Some(&parts), 2));
         assert!(
             m.contains("k-broker-1 would take orders-0 below min.insync.replicas=2 (2 of 3"),
             "{m}"
         );
         // Already below the minimum, even without node 1 in sync.
         let parts = vec![partition(0, &[0, 1, 2], &[0])];
-        wait(next_step(&members, &[], Some(1000), Some(&parts), 2));
+        wait(next_step(&members, &[], &[], Some(1000), Some(&parts), 2));
         // Without a Metadata answer, no broker restarts.
-        wait(next_step(&members, &[], Some(1000), None, 2));
+        wait(next_step(&members, &[], &[], Some(1000), None, 2));
         // A partition the broker does not host does not matter.
         let parts = vec![partition(0, &[0, 2, 3], &[0, 2])];
         assert_eq!(
-            restart(next_step(&members, &[], Some(1000), Some(&parts), 2)),
+            restart(next_step(&members, &[], &[], Some(1000), Some(&parts), 2)),
             "k-broker-1"
         );
         // Replicas == min.insync: any restart drops it; do not wait forever.
         let parts = vec![partition(0, &[0, 1], &[0, 1])];
         assert_eq!(
-            restart(next_step(&members, &[], Some(1000), Some(&parts), 2)),
+            restart(next_step(&members, &[], &[], Some(1000), Some(&parts), 2)),
             "k-broker-1"
         );
     }
