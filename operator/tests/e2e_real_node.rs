@@ -18,49 +18,6 @@ use tessera_operator::reconcile::status::pod_ready;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// `--engine-image` mappings to the locally built engine images.
-fn engine_images() -> String {
-    let out = std::process::Command::new(repo_root().join("hack/images.sh"))
-        .arg("engine-map")
-        .output()
-        .expect("run hack/images.sh engine-map");
-    assert!(
-        out.status.success(),
-        "hack/images.sh engine-map: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-async fn setup(test: &str) -> (TestNs, Operator) {
-    let client = admin().await;
-    install_crds(&client).await;
-    let kc = operator_kubeconfig(&client).await;
-    let ns = TestNs::on_real_node(test).await;
-    let images = engine_images();
-    let op = Operator::start(
-        &kc,
-        &ns.name,
-        "op",
-        &[
-            "--resync-seconds",
-            "5",
-            "--leader-elect",
-            "false",
-            "--engine-image",
-            &images,
-        ],
-    );
-    (ns, op)
-}
-
-/// `kubectl exec` into a container; panics with its output on failure.
-fn exec(ns: &TestNs, pod: &str, container: &str, cmd: &[&str]) -> String {
-    let mut args = vec!["-n", &ns.name, "exec", pod, "-c", container, "--"];
-    args.extend_from_slice(cmd);
-    kubectl_ok(&args)
-}
-
 /// Ready=True for the current generation with `n` ready members.
 async fn wait_ready(ns: &TestNs, name: &str, n: i32, timeout: Duration) -> Ensemble {
     let api: Api<Ensemble> = ns.api();
@@ -211,7 +168,7 @@ async fn stopped_engine_is_noticed_and_recovers(ns: &TestNs, name: &str, contain
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_runs_answers_and_recovers() {
-    let (ns, _op) = setup("node-zk").await;
+    let (ns, _op) = real_node_operator("node-zk").await;
     ns.apply_file(&repo_root().join("examples/ensemble-zookeeper.yaml"));
     wait_ready(&ns, "zk", 3, 5 * MINUTE).await;
 
@@ -265,7 +222,7 @@ async fn zookeeper_runs_answers_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_runs_answers_and_recovers() {
-    let (ns, _op) = setup("node-etcd").await;
+    let (ns, _op) = real_node_operator("node-etcd").await;
     ns.apply_file(&repo_root().join("examples/ensemble-etcd.yaml"));
     wait_ready(&ns, "etcd", 3, 5 * MINUTE).await;
 
