@@ -446,7 +446,7 @@ async fn all_updated(ns: &TestNs, name: &str) -> bool {
 
 async fn roll_under_load(engine: Engine) {
     let name = engine.name();
-    let (kc, ns, mut op) = setup(&format!("wt12-roll-{name}")).await;
+    let (kc, ns, mut op) = setup(&format!("roll-{name}")).await;
     ns.apply_file(&engine.example());
     let ens = wait_settled(&ns, name, 3, 6 * MINUTE).await;
 
@@ -619,7 +619,7 @@ fn base64_round_trips() {
 async fn a_broken_change_stops_at_one_member_and_a_fix_recovers() {
     let engine = Engine::Zookeeper;
     let name = engine.name();
-    let (_kc, ns, _op) = setup("wt12-roll-broken").await;
+    let (_kc, ns, _op) = setup("roll-broken").await;
     ns.apply_file(&engine.example());
     wait_settled(&ns, name, 3, 6 * MINUTE).await;
     let pods: Api<Pod> = ns.api();
@@ -710,7 +710,7 @@ async fn a_broken_change_stops_at_one_member_and_a_fix_recovers() {
 async fn zookeeper_scale_without_reconfig_is_reported_and_scaling_back_recovers() {
     let engine = Engine::Zookeeper;
     let name = engine.name();
-    let (_kc, ns, _op) = setup("wt12-scale-zk").await;
+    let (_kc, ns, _op) = setup("scale-zk").await;
     ns.apply_file(&engine.example());
     wait_settled(&ns, name, 3, 6 * MINUTE).await;
     let pods: Api<Pod> = ns.api();

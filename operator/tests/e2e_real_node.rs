@@ -18,17 +18,6 @@ use tessera_operator::reconcile::status::pod_ready;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-async fn setup(test: &str) -> (TestNs, Operator) {
-    real_node_setup(test).await
-}
-
-/// `kubectl exec` into a container; panics with its output on failure.
-fn exec(ns: &TestNs, pod: &str, container: &str, cmd: &[&str]) -> String {
-    let mut args = vec!["-n", &ns.name, "exec", pod, "-c", container, "--"];
-    args.extend_from_slice(cmd);
-    kubectl_ok(&args)
-}
-
 /// Ready=True for the current generation with `n` ready members.
 async fn wait_ready(ns: &TestNs, name: &str, n: i32, timeout: Duration) -> Ensemble {
     ns.wait_ready_and(name, n, timeout, |_| true).await
@@ -166,7 +155,7 @@ async fn stopped_engine_is_noticed_and_recovers(ns: &TestNs, name: &str, contain
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_runs_answers_and_recovers() {
-    let (ns, _op) = setup("node-zk").await;
+    let (ns, _op) = real_node_setup("node-zk").await;
     ns.apply_file(&repo_root().join("examples/ensemble-zookeeper.yaml"));
     wait_ready(&ns, "zk", 3, 5 * MINUTE).await;
 
@@ -220,7 +209,7 @@ async fn zookeeper_runs_answers_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_runs_answers_and_recovers() {
-    let (ns, _op) = setup("node-etcd").await;
+    let (ns, _op) = real_node_setup("node-etcd").await;
     ns.apply_file(&repo_root().join("examples/ensemble-etcd.yaml"));
     wait_ready(&ns, "etcd", 3, 5 * MINUTE).await;
 

@@ -349,7 +349,7 @@ async fn redis_example(ns: &TestNs) -> ShardedStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_primary() {
-    let (ns, op) = real_node_setup("wt13-sst-redis").await;
+    let (ns, op) = real_node_setup("sst-redis").await;
     let store = redis_example(&ns).await;
     assert_replication_healthy(&ns, &store).await;
     let logs = op.logs();
@@ -516,7 +516,7 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memcached_shards_are_ready_one_pod_each_and_answer_at_their_address() {
-    let (ns, _op) = real_node_setup("wt13-sst-memcached").await;
+    let (ns, _op) = real_node_setup("sst-memcached").await;
     ns.apply_file(&repo_root().join("examples/shardedstore-memcached.yaml"));
     let store = wait_placed(&ns, "sessions", 5 * MINUTE).await;
     let shards = &store.status.as_ref().unwrap().shards;
@@ -545,7 +545,7 @@ async fn memcached_shards_are_ready_one_pod_each_and_answer_at_their_address() {
 /// the restarted pod resyncs from it instead of wiping it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
-    let (ns, _op) = real_node_setup("wt13-sst-nopersist").await;
+    let (ns, _op) = real_node_setup("sst-nopersist").await;
     let api: Api<ShardedStore> = ns.api();
     api.create(
         &PostParams::default(),
@@ -622,7 +622,7 @@ async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: make bench-shardedstore"]
 async fn bench_ambassador_against_direct_primaries() {
-    let (ns, _op) = real_node_setup("wt13-sst-bench").await;
+    let (ns, _op) = real_node_setup("sst-bench").await;
     let store = redis_example(&ns).await;
     app_with_ambassador(&ns, "cache").await;
     let primary = store.status.unwrap().shards[0].address.clone().unwrap();

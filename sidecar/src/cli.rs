@@ -54,11 +54,31 @@ pub struct Args {
     #[arg(long, env = "TESSERA_SIDECAR_KAFKA_NODE_ID")]
     pub kafka_node_id: Option<i32>,
 
+    /// Kafka: what runs next to the sidecar. A `controller` (a KRaft
+    /// controller only) does not answer Metadata: it is ready when it
+    /// answers DescribeCluster and knows the active controller.
+    #[arg(
+        long,
+        env = "TESSERA_SIDECAR_KAFKA_ROLE",
+        value_enum,
+        default_value = "broker"
+    )]
+    pub kafka_role: KafkaRole,
+
     #[command(flatten)]
     pub etcd_tls: EtcdTlsArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// What a Kafka process does, for its readiness check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KafkaRole {
+    /// A broker (possibly also a controller): listed by Metadata when ready.
+    Broker,
+    /// A KRaft controller only.
+    Controller,
 }
 
 /// The shared duration syntax, with the sidecar's own message.

@@ -44,3 +44,20 @@ fn every_broker_of_three_is_ready_and_reports_under_replication() {
         );
     }
 }
+
+#[test]
+fn a_controller_is_ready_when_it_knows_the_active_controller() {
+    let b = KafkaBroker::start().expect("kafka");
+    let controller = format!("127.0.0.1:{}", b.controller_port);
+    let s = Sidecar::start("kafka", &controller, &["--kafka-role", "controller"]);
+    let body = s.wait_status("/readyz", 200, Duration::from_secs(30));
+    assert!(
+        body.contains("controller quorum led by 1 (1 controllers registered)"),
+        "{body}"
+    );
+    // The broker check cannot pass on a controller listener: controllers
+    // answer no Metadata.
+    let as_broker = Sidecar::start("kafka", &controller, &[]);
+    let body = as_broker.wait_status("/readyz", 503, Duration::from_secs(10));
+    assert!(body.contains("Metadata"), "{body}");
+}

@@ -61,8 +61,14 @@ pub struct BrokerSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
 
-    /// The KRaft controller quorum.
+    /// The KRaft controller quorum. It cannot be changed after creation:
+    /// the operator writes a static voter list (`controller.quorum.voters`),
+    /// and Kafka 3.9 cannot change a static quorum's voters online.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "controllers is immutable: Kafka 3.9 cannot change the voters of a static controller quorum"
+    }]))]
     pub controllers: Controllers,
 
     /// Listeners for clients. The operator adds its own REPLICATION and

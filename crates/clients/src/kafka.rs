@@ -1,4 +1,5 @@
-//! A minimal Kafka admin client: ApiVersions, Metadata and DescribeLogDirs,
+//! A minimal Kafka admin client: ApiVersions, Metadata, DescribeLogDirs,
+//! DescribeQuorum, and CreateTopics, Produce and Fetch for data checks,
 //! with the wire format from the `kafka-protocol` crate and our own bounded
 //! size-prefixed framing.
 //!
@@ -24,7 +25,8 @@ use crate::conn::{self, deadline};
 use crate::{Error, Result};
 
 mod quorum;
-pub use quorum::MetadataQuorum;
+mod records;
+pub use quorum::{ControllerView, MetadataQuorum};
 
 /// Default largest response frame; metadata of big clusters runs to MiBs.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024 * 1024;

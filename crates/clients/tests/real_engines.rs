@@ -106,3 +106,42 @@ async fn kafka_metadata_and_log_dirs() {
     assert_eq!(dirs[0].error_code, 0);
     assert!(dirs[0].total_bytes > 0);
 }
+
+#[tokio::test]
+async fn kafka_topic_produce_and_fetch() {
+    let b = KafkaBroker::start().expect("kafka");
+    let mut c = kafka::Client::connect(&b.addr(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    c.create_topic("t", 1, 1, &[("min.insync.replicas", "1")])
+        .await
+        .unwrap();
+    // Creating it again is not an error.
+    c.create_topic("t", 1, 1, &[]).await.unwrap();
+    let values: Vec<bytes::Bytes> = [&b"a"[..], b"b", b"c"]
+        .map(bytes::Bytes::from_static)
+        .to_vec();
+    // The leader may take a moment to be elected after creation.
+    let mut base = Err(tessera_clients::Error::Closed);
+    for _ in 0..50 {
+        base = c.produce("t", 0, &values, -1).await;
+        if base.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(base.unwrap(), 0);
+    assert_eq!(c.produce("t", 0, &values[..1], -1).await.unwrap(), 3);
+    let got = c.fetch("t", 0, 1).await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (1, bytes::Bytes::from_static(b"b")),
+            (2, bytes::Bytes::from_static(b"c")),
+            (3, bytes::Bytes::from_static(b"a")),
+        ]
+    );
+    // A partition that does not exist is an error naming the operation.
+    let e = c.produce("t", 7, &values, -1).await.unwrap_err();
+    assert!(e.to_string().contains("Produce error code"), "{e}");
+}

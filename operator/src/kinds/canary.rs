@@ -253,7 +253,7 @@ mod tests {
             Some("demo"),
             crate::kinds::KINDS,
         );
-        assert_eq!(production.kinds(), ["ensemble", "shardedstore"]);
+        assert_eq!(production.kinds(), ["ensemble", "shardedstore", "broker"]);
         let alone = Arc::new(Metrics::new());
         let r = Registry::new(settings(alone.clone()), Some("demo"), ENSEMBLE_ONLY);
         assert_eq!(r.kinds(), ["ensemble"]);

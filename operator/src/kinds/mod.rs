@@ -4,6 +4,7 @@
 //! line in [`KINDS`]. The runtime gives it a controller per watched
 //! namespace over the shared child watches.
 
+pub mod broker;
 #[cfg(test)]
 pub mod canary;
 pub mod ensemble;
@@ -16,4 +17,5 @@ use crate::runtime::registry::{Kind, kind};
 pub const KINDS: &[Kind] = &[
     kind::<tessera_api::Ensemble>(),
     kind::<tessera_api::ShardedStore>(),
+    kind::<tessera_api::Broker>(),
 ];

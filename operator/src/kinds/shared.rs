@@ -137,6 +137,8 @@ pub struct PodSettings {
 /// until it is used or refused.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CommonSettings {
+    /// `spec.version`, or the engine's default.
+    pub version: String,
     /// `spec.image`, or the engine's image for `spec.version` (or the
     /// engine's default version) through the operator's image mapping.
     pub image: String,
@@ -169,11 +171,12 @@ impl CommonSettings {
             pod_monitor,
         } = monitoring;
         refuse_pod_monitor(pod_monitor.as_ref())?;
-        let version = version.as_deref().unwrap_or(default_version);
+        let version = version.as_deref().unwrap_or(default_version).to_string();
         let image = image
             .clone()
-            .unwrap_or_else(|| ctx.engine_images.resolve(contract, version));
+            .unwrap_or_else(|| ctx.engine_images.resolve(contract, &version));
         Ok(CommonSettings {
+            version,
             image,
             config: config.clone(),
             pod: PodSettings {
@@ -550,4 +553,20 @@ fn http_probe(path: &str, port: i32, failure_threshold: i32) -> Probe {
         failure_threshold: Some(failure_threshold),
         ..Default::default()
     }
+}
+
+/// The engine container's startup probe: the sidecar's liveness check, with
+/// five minutes to pass once. Until it does, liveness is not checked, so a
+/// JVM that takes long to start (Kafka formatting its storage, replaying
+/// its log) is not restarted for it.
+pub fn engine_startup() -> Probe {
+    let mut p = http_probe("/livez", SIDECAR_PORT, 30);
+    p.period_seconds = Some(10);
+    p
+}
+
+/// The engine container's mounts of the member's data and of the
+/// configuration (read-only).
+pub fn engine_mounts(data: &str, config: &str) -> Vec<VolumeMount> {
+    vec![data_mount(data), config_mount(config)]
 }

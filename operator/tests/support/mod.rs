@@ -52,13 +52,16 @@ pub fn condition(
     e: &tessera_api::Ensemble,
     type_: &str,
 ) -> Option<(String, String, String, Option<i64>)> {
-    let c = e
-        .status
-        .as_ref()?
-        .common
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)?;
+    status_condition(e.status.as_ref()?.common.conditions.as_slice(), type_)
+}
+
+/// The condition of `type_` in a status's conditions: status, reason,
+/// message and observedGeneration.
+pub fn status_condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String, Option<i64>)> {
+    let c = conditions.iter().find(|c| c.type_ == type_)?;
     Some((
         c.status.clone(),
         c.reason.clone(),
@@ -122,12 +125,12 @@ impl TestNs {
                     "-n",
                     &self.name,
                     "get",
-                    "ensembles,statefulsets",
+                    "ensembles,brokers,statefulsets",
                     "-o",
                     "yaml",
                 ]);
                 panic!(
-                    "{e:#}\n--- ensembles and statefulsets ---\n{}",
+                    "{e:#}\n--- ensembles, brokers and statefulsets ---\n{}",
                     String::from_utf8_lossy(&yaml.stdout)
                 )
             }
@@ -170,6 +173,14 @@ impl TestNs {
 /// ships) and returns a kubeconfig with a TokenRequest token of its
 /// ServiceAccount, so that the operator runs with exactly that role.
 pub async fn operator_kubeconfig(client: &Client) -> PathBuf {
+    operator_kubeconfig_as(client, "tessera-operator").await
+}
+
+/// The same, with every `tessera-operator` name of the file (ServiceAccount,
+/// ClusterRole, binding) replaced by `identity`: the same rules under names
+/// of one test suite's own, so that suites run in parallel from checkouts
+/// with different RBAC do not overwrite each other's role mid-test.
+pub async fn operator_kubeconfig_as(client: &Client, identity: &str) -> PathBuf {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let sys = Namespace {
         metadata: kube::api::ObjectMeta {
@@ -184,7 +195,8 @@ pub async fn operator_kubeconfig(client: &Client) -> PathBuf {
         .await
         .expect("namespace tessera-system");
     let text = std::fs::read_to_string(repo_root().join("charts/tessera/files/operator-rbac.yaml"))
-        .expect("rbac file");
+        .expect("rbac file")
+        .replace("tessera-operator", identity);
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value = serde_yaml::Value::deserialize(doc).expect("rbac yaml");
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
@@ -223,13 +235,13 @@ pub async fn operator_kubeconfig(client: &Client) -> PathBuf {
         ..Default::default()
     };
     let token = sa
-        .create_token_request("tessera-operator", &PostParams::default(), &tr)
+        .create_token_request(identity, &PostParams::default(), &tr)
         .await
-        .expect("TokenRequest for tessera-operator")
+        .expect("TokenRequest for the operator's ServiceAccount")
         .status
         .expect("token status")
         .token;
-    kubeconfig_with_token(&token, "operator")
+    kubeconfig_with_token(&token, identity)
 }
 
 /// A kubeconfig for the local API server that authenticates with `token`,
@@ -497,13 +509,25 @@ pub fn engine_images() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A real-node namespace and the operator watching it, with the local
-/// engine images and a short resync.
+/// A namespace on the real node and the operator watching it, with the
+/// locally built engine images and a 5 s resync.
 pub async fn real_node_setup(test: &str) -> (TestNs, Operator) {
+    real_node_operator_as(test, "tessera-operator").await
+}
+
+/// The same, under RBAC names of its own (see [`operator_kubeconfig_as`]).
+pub async fn real_node_operator_as(test: &str, identity: &str) -> (TestNs, Operator) {
     let client = admin().await;
     install_crds(&client).await;
-    let kc = operator_kubeconfig(&client).await;
+    let kc = operator_kubeconfig_as(&client, identity).await;
     let ns = TestNs::on_real_node(test).await;
     let op = Operator::start_for_real_node(&kc, &ns.name, "op");
     (ns, op)
+}
+
+/// `kubectl exec` into a container; panics with its output on failure.
+pub fn exec(ns: &TestNs, pod: &str, container: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["-n", &ns.name, "exec", pod, "-c", container, "--"];
+    args.extend_from_slice(cmd);
+    kubectl_ok(&args)
 }

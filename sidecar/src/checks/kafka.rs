@@ -1,5 +1,6 @@
-//! Kafka: ready when the broker answers ApiVersions and Metadata lists it
-//! among the registered brokers. Under-replicated partitions are reported
+//! Kafka: a broker is ready when it answers ApiVersions and Metadata lists
+//! it among the registered brokers; a controller (which answers no
+//! Metadata) when it answers DescribeCluster with a known active controller. Under-replicated partitions are reported
 //! as a metric, never as unreadiness (that would fail every broker at once).
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,12 +10,13 @@ use tessera_clients::target::validate_host_port;
 use tokio::sync::Mutex;
 
 use super::Verdict;
-use crate::cli::Args;
+use crate::cli::{Args, KafkaRole};
 use crate::error::Error;
 
 pub struct Kafka {
     client: Mutex<Client>,
     node_id: Option<i32>,
+    role: KafkaRole,
     port: i32,
     /// -1 until a Metadata answer was seen.
     under_replicated: AtomicI64,
@@ -34,6 +36,7 @@ impl Kafka {
                 Client::lazy(&args.target, args.probe_timeout).with_max_frame(16 << 20),
             ),
             node_id: args.kafka_node_id,
+            role: args.kafka_role,
             port,
             under_replicated: AtomicI64::new(-1),
         })
@@ -50,6 +53,20 @@ impl Kafka {
         let mut c = self.client.lock().await;
         if let Err(e) = c.api_versions().await {
             return Verdict::error("ApiVersions", &e);
+        }
+        if self.role == KafkaRole::Controller {
+            // Only the active controller answers DescribeQuorum; a follower
+            // that names the leader in DescribeCluster has heard from it
+            // within the election timeout: it takes part in the quorum.
+            return match c.describe_controllers().await {
+                Ok(v) if v.leader_id >= 0 => Verdict::pass(format!(
+                    "controller quorum led by {} ({} controllers registered)",
+                    v.leader_id,
+                    v.controllers.len()
+                )),
+                Ok(_) => Verdict::fail("no active controller known"),
+                Err(e) => Verdict::error("DescribeCluster", &e),
+            };
         }
         let md = match c.metadata(None).await {
             Ok(md) => md,

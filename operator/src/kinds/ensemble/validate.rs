@@ -31,8 +31,12 @@ pub fn validate(ens: &Ensemble, ctx: &BuildContext) -> Result<ValidEnsemble, Inv
         replicas,
         common,
     } = &ens.spec;
-    let CommonSettings { image, config, pod } =
-        CommonSettings::resolve(common, engine.contract(), engine.default_version(), ctx)?;
+    let CommonSettings {
+        version: _,
+        image,
+        config,
+        pod,
+    } = CommonSettings::resolve(common, engine.contract(), engine.default_version(), ctx)?;
     Ok(ValidEnsemble {
         name: ens.name_any(),
         namespace: ens.namespace().unwrap_or_default(),

@@ -8,7 +8,7 @@ use super::build::{CONFIG_MOUNT, Members};
 
 const DATA_MOUNT: &str = "/data";
 use crate::kinds::shared::{
-    config_mount, container_security, data_mount, engine_liveness, engine_readiness, port, scratch,
+    container_security, engine_liveness, engine_mounts, engine_readiness, port, scratch,
 };
 
 pub const CLIENT_PORT: i32 = 2181;
@@ -126,13 +126,13 @@ pub fn container(image: &str) -> (Container, Vec<Volume>) {
         readiness_probe: Some(engine_readiness()),
         liveness_probe: Some(engine_liveness()),
         security_context: Some(container_security(true)),
-        volume_mounts: Some(vec![
-            data_mount(DATA_MOUNT),
-            config_mount(CONFIG_MOUNT),
-            conf_mount,
-            tmp_mount,
-            logs_mount,
-        ]),
+        volume_mounts: Some(
+            [
+                engine_mounts(DATA_MOUNT, CONFIG_MOUNT),
+                vec![conf_mount, tmp_mount, logs_mount],
+            ]
+            .concat(),
+        ),
         ..Default::default()
     };
     (container, vec![conf_vol, tmp_vol, logs_vol])

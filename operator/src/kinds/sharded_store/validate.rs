@@ -68,8 +68,12 @@ pub fn validate(
         auth,
         common,
     } = &store.spec;
-    let CommonSettings { image, config, pod } =
-        CommonSettings::resolve(common, engine.contract(), engine.default_version(), ctx)?;
+    let CommonSettings {
+        version: _,
+        image,
+        config,
+        pod,
+    } = CommonSettings::resolve(common, engine.contract(), engine.default_version(), ctx)?;
     // The CRD's rules refuse both; an object stored before those rules (or
     // sent past them) must not get half-built children.
     if *engine == StoreEngine::Memcached && *replicas_per_shard != 0 {
