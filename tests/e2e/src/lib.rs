@@ -543,6 +543,30 @@ impl Drop for TestEnv {
             eprintln!("tessera-e2e: keeping namespace {}", self.namespace);
             return;
         }
+        // Tessera's resources carry the operator's claims finalizer; with
+        // the operator already gone (a test's locals drop in reverse order)
+        // the namespace would stay Terminating for good. Namespace deletion
+        // removes the claims anyway.
+        let listed = kubectl(&[
+            "-n",
+            &self.namespace,
+            "get",
+            "ensembles,shardedstores,brokers",
+            "-o",
+            "name",
+        ]);
+        for name in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = kubectl(&[
+                "-n",
+                &self.namespace,
+                "patch",
+                name,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
         // Drop cannot await; kubectl deletes without needing this test's runtime.
         let out = kubectl(&[
             "delete",
