@@ -618,13 +618,17 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
         longest < Duration::from_secs(LEASE_SECONDS),
         "the Lease went {longest:?} without renewal during the roll (holders {holders:?})"
     );
-    let after = operator_pods().await;
-    assert!(
-        after
-            .iter()
-            .all(|p| !first_names.contains(p.metadata.name.as_ref().unwrap())),
-        "the upgrade did not replace the operator pods"
-    );
+    // helm's --wait ends once the new pods are available; the last old
+    // one may still be shutting down (within its grace period).
+    ns.wait_for("only new operator pods", MINUTE, || async {
+        let after = operator_pods().await;
+        (after.len() == 2
+            && after
+                .iter()
+                .all(|p| !first_names.contains(p.metadata.name.as_ref().unwrap())))
+        .then_some(())
+    })
+    .await;
     let deploys: Api<Deployment> = ns.api();
     let d = deploys.get("tessera").await.unwrap();
     let container = &d.spec.unwrap().template.spec.unwrap().containers[0];
