@@ -121,6 +121,15 @@ impl Desired {
         }
     }
 
+    /// The config checksum on the pod template of StatefulSet `name`: what
+    /// rolls its pods when their configuration changes.
+    #[cfg(test)]
+    pub fn config_checksum(&self, name: &str) -> String {
+        let sts = self.statefulset(name).unwrap().spec.clone().unwrap();
+        sts.template.metadata.unwrap().annotations.unwrap()[crate::kinds::shared::CONFIG_CHECKSUM]
+            .clone()
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         match self.find(ChildKind::Service, name) {
             Some(Child::Service(s)) => Some(s),

@@ -7,7 +7,6 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use tessera_api::{Broker, BrokerStatus, Invalid};
 
 use super::identity::{CLUSTER_ID_ANNOTATION, from_uid};
-use crate::kinds::shared::CONFIG_CHECKSUM;
 use crate::reconcile::child::{BuildContext, ChildKind, Desired};
 use crate::reconcile::{Managed, Observed};
 
@@ -396,19 +395,7 @@ fn heap_follows_the_memory_limit() {
 
 #[test]
 fn a_config_change_rolls_only_the_components_that_read_it() {
-    let checksum = |d: &Desired, sts: &str| {
-        d.statefulset(sts)
-            .unwrap()
-            .spec
-            .clone()
-            .unwrap()
-            .template
-            .metadata
-            .unwrap()
-            .annotations
-            .unwrap()[CONFIG_CHECKSUM]
-            .clone()
-    };
+    let checksum = |d: &Desired, sts: &str| d.config_checksum(sts);
     let before = desired(&dedicated());
     let mut b = dedicated();
     b.spec.common.config = BTreeMap::from([("log.retention.hours".into(), "1".into())]);

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use tessera_api::Ensemble;
 
-use crate::kinds::shared::CONFIG_CHECKSUM;
 use crate::reconcile::child::{BuildContext, Child, Desired};
 use crate::reconcile::{Managed, Observed};
 
@@ -385,8 +384,7 @@ fn pods_are_locked_down() {
 }
 
 fn checksum(d: &Desired, name: &str) -> String {
-    let sts = d.statefulset(name).unwrap().spec.clone().unwrap();
-    sts.template.metadata.unwrap().annotations.unwrap()[CONFIG_CHECKSUM].clone()
+    d.config_checksum(name)
 }
 
 #[test]

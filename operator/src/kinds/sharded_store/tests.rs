@@ -13,7 +13,6 @@ use super::build::pod_host;
 use super::orchestrate::{ShardMap, lag_kib};
 use super::placement::{Answer, PodView, Role, Step, plan};
 use super::redis::redis_conf;
-use crate::kinds::shared::CONFIG_CHECKSUM;
 use crate::reconcile::child::{BuildContext, Child, Desired};
 use crate::reconcile::{Managed, Observed, RefKind, Reference};
 
@@ -290,19 +289,7 @@ fn redis_pods_are_locked_down_and_get_the_password_only_from_the_secret() {
 
 #[test]
 fn a_new_password_rolls_the_pods_and_no_auth_means_no_secret() {
-    let checksum = |d: &Desired| {
-        d.statefulset("cache-0")
-            .unwrap()
-            .spec
-            .clone()
-            .unwrap()
-            .template
-            .metadata
-            .unwrap()
-            .annotations
-            .unwrap()[CONFIG_CHECKSUM]
-            .clone()
-    };
+    let checksum = |d: &Desired| d.config_checksum("cache-0");
     let a = desired(&redis(), &with_secret("cache-auth", "1"));
     let b = desired(&redis(), &with_secret("cache-auth", "2"));
     assert_ne!(checksum(&a), checksum(&b));
