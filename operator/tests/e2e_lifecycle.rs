@@ -69,43 +69,12 @@ impl Engine {
 async fn setup(test: &str) -> (std::path::PathBuf, TestNs, Operator) {
     let client = admin().await;
     install_crds(&client).await;
-    let kc = operator_kubeconfig(&client).await;
-    grant_pod_delete(&client).await;
+    // The file's rules under names of this suite's own: a checkout sharing
+    // the control plane cannot swap the role under a roll in progress.
+    let kc = operator_kubeconfig_as(&client, "tessera-operator-e2e-lifecycle").await;
     let ns = TestNs::on_real_node(test).await;
     let op = Operator::start_for_real_node(&kc, &ns.name, "op");
     (kc, ns, op)
-}
-
-/// Grants the operator's ServiceAccount `delete` on pods through a
-/// ClusterRole of this test's own. The operator's ClusterRole has the verb
-/// (charts/tessera/files/operator-rbac.yaml; the kwok tests of
-/// e2e_ensemble.rs, whose scale-up rolls, fail without it), but several
-/// checkouts may share one development control plane, and each test run
-/// applies its own copy of that ClusterRole: an older copy applied by
-/// another checkout in the middle of a roll must not fail these tests.
-async fn grant_pod_delete(client: &kube::Client) {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let pp = PatchParams::apply("tessera-e2e-lifecycle").force();
-    let name = "tessera-e2e-lifecycle-pods";
-    let role: ClusterRole = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}],
-    }))
-    .unwrap();
-    Api::<ClusterRole>::all(client.clone())
-        .patch(name, &pp, &Patch::Apply(&role))
-        .await
-        .unwrap();
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": "tessera-operator", "namespace": "tessera-system"}],
-    }))
-    .unwrap();
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(name, &pp, &Patch::Apply(&binding))
-        .await
-        .unwrap();
 }
 
 /// Deletes the Ensemble while its operator still runs, so that the
