@@ -532,6 +532,24 @@ async fn bad_annotations_are_denied_naming_the_problem() {
     );
 }
 
+/// Waits up to a minute for `tessera_operator_injection_missing_pods` to
+/// read `want`; on timeout, fails with the operator's metrics.
+async fn wait_missing(op: &Operator, want: f64, what: &str) {
+    let deadline = Instant::now() + MINUTE;
+    while op
+        .metric("tessera_operator_injection_missing_pods", &[])
+        .await
+        != want
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the gauge is not {want}:\n{}",
+            op.get("/metrics").await.unwrap_or_default().1
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_webhook_down_pods_are_created_and_reported() {
     let _turn = TURN.lock().await;
@@ -569,19 +587,7 @@ async fn with_the_webhook_down_pods_are_created_and_reported() {
         }
     })
     .await;
-    let deadline = Instant::now() + MINUTE;
-    while op
-        .metric("tessera_operator_injection_missing_pods", &[])
-        .await
-        != 1.0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "gauge:\n{}",
-            op.get("/metrics").await.unwrap_or_default().1
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_missing(&op, 1.0, "the uninjected pod counted").await;
     // A pod created now is injected, and not counted.
     s.wait_serving(&op).await;
     pods.create(&PostParams::default(), &annotated_pod("injected", &[]))
@@ -597,15 +603,46 @@ async fn with_the_webhook_down_pods_are_created_and_reported() {
     pods.delete("uninjected", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    let deadline = Instant::now() + MINUTE;
-    while op
-        .metric("tessera_operator_injection_missing_pods", &[])
+    wait_missing(&op, 0.0, "the uninjected pod deleted").await;
+
+    // A namespace no longer opted in (this test runs the webhook in opt-in
+    // mode): the API server does not call the webhook, and the reporter,
+    // which reads the label, does not count the pod as missing its
+    // injection...
+    let namespaces: Api<Namespace> = Api::all(s.ns.client.clone());
+    let label = |value: &'static str| {
+        let namespaces = namespaces.clone();
+        let name = s.ns.name.clone();
+        async move {
+            let patch = json!({"metadata": {"labels": {"tessera.dev/injection": value}}});
+            namespaces
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .unwrap();
+        }
+    };
+    label("disabled").await;
+    let p = pods
+        .create(&PostParams::default(), &annotated_pod("opted-out", &[]))
         .await
-        != 0.0
-    {
-        assert!(Instant::now() < deadline, "the gauge did not drop to 0");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        .unwrap();
+    assert!(injected(&p).is_empty(), "the namespace is opted out");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        op.metric("tessera_operator_injection_missing_pods", &[])
+            .await,
+        0.0,
+        "a pod in an opted-out namespace is not missing anything"
+    );
+    // ...until it is opted in again: the same pod is then one the webhook
+    // should have seen (which also shows the reporter had the pod all along).
+    label("enabled").await;
+    wait_missing(
+        &op,
+        1.0,
+        "the pod was not counted once its namespace was opted back in",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,24 @@ pub enum Selection {
     OptIn,
 }
 
+/// The label values of [`NAMESPACE_LABEL`].
+const OPTED_OUT: &str = "disabled";
+const OPTED_IN: &str = "enabled";
+
+impl Selection {
+    /// Whether the webhook's namespace selector takes a namespace with
+    /// these labels: the rule of the `tessera.dev/injection` expression that
+    /// [`configuration`] puts in the selector, for those who must tell
+    /// without asking the API server (the reporter of missing injections).
+    pub fn selects(self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(NAMESPACE_LABEL).map(String::as_str);
+        match self {
+            Selection::OptOut => value != Some(OPTED_OUT),
+            Selection::OptIn => value == Some(OPTED_IN),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FailurePolicy {
     Ignore,
@@ -101,8 +119,8 @@ pub fn build(s: &Settings, ca_bundle: &str) -> MutatingWebhookConfiguration {
         exprs.push(req(name_label, "In", &s.only));
     }
     exprs.push(match s.selection {
-        Selection::OptOut => req(NAMESPACE_LABEL, "NotIn", &["disabled".into()]),
-        Selection::OptIn => req(NAMESPACE_LABEL, "In", &["enabled".into()]),
+        Selection::OptOut => req(NAMESPACE_LABEL, "NotIn", &[OPTED_OUT.into()]),
+        Selection::OptIn => req(NAMESPACE_LABEL, "In", &[OPTED_IN.into()]),
     });
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
@@ -216,6 +234,43 @@ mod tests {
                 .expression
                 .contains("'tessera.dev/inject' in object.metadata.annotations")
         );
+    }
+
+    /// `Selection::selects` must say what the API server decides from the
+    /// selector `build` writes: evaluate that requirement (In / NotIn, where
+    /// NotIn takes a namespace without the label) for every kind of value.
+    #[test]
+    fn selects_agrees_with_the_namespace_selector() {
+        for selection in [Selection::OptOut, Selection::OptIn] {
+            let mut s = settings();
+            s.selection = selection;
+            let w = &build(&s, "CA").webhooks.unwrap()[0];
+            let exprs = w
+                .namespace_selector
+                .clone()
+                .unwrap()
+                .match_expressions
+                .unwrap();
+            let req = exprs.iter().find(|e| e.key == NAMESPACE_LABEL).unwrap();
+            for value in [None, Some("disabled"), Some("enabled"), Some("yes")] {
+                let labels: BTreeMap<String, String> = value
+                    .map(|v| (NAMESPACE_LABEL.to_string(), v.to_string()))
+                    .into_iter()
+                    .collect();
+                let listed =
+                    value.is_some_and(|v| req.values.as_ref().unwrap().iter().any(|x| x == v));
+                let api_server = match req.operator.as_str() {
+                    "In" => listed,
+                    "NotIn" => !listed,
+                    other => panic!("unexpected operator {other}"),
+                };
+                assert_eq!(
+                    selection.selects(&labels),
+                    api_server,
+                    "{selection:?} with {NAMESPACE_LABEL}={value:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -204,6 +204,7 @@ pub async fn start(cfg: WebhookConfig, rt: Runtime) -> anyhow::Result<JoinHandle
         client: rt.client.clone(),
         namespaces: rt.namespaces.clone(),
         excluded: cfg.settings.excluded.clone(),
+        selection: cfg.settings.selection,
         recorder: Recorder::new(
             rt.client.clone(),
             EventReporter {
