@@ -8,7 +8,12 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::events::Event;
+
+use crate::runtime::error::Result;
 
 /// A condition's reason and message, as a kind reports them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,5 +59,24 @@ impl<L: Default> Orchestrated<L> {
             live,
             ..Orchestrated::default()
         }
+    }
+}
+
+/// Deletes one member's pod so that its StatefulSet (OnDelete) recreates it
+/// on the new revision. Only that incarnation: the uid precondition keeps a
+/// decision made on a cached pod from deleting the pod that replaced it.
+pub async fn delete_pod(api: &Api<Pod>, pod: &Pod) -> Result<()> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&pod.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        // Already gone or replaced: the next pass sees the new pod.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -14,13 +14,14 @@ mod tests;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
 use tessera_api::broker::ControllerQuorum;
 use tessera_api::{Broker, BrokerStatus, CommonSpec, CommonStatus, Invalid};
 
 use crate::reconcile::child::{BuildContext, Desired};
+use crate::reconcile::orchestrate::delete_pod;
 use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Component, Managed, Observed, Orchestrated};
 use crate::runtime::context::Context;
@@ -89,15 +90,26 @@ impl Managed for Broker {
                 out.requeue = Some(ROLL_PERIOD);
             }
             roll::Step::Restart { pod, note } => {
+                // The step was planned from the caches: delete exactly the
+                // pod it saw (by uid), never one that replaced it since.
+                let Some(target) = observed.pods().into_iter().find(|p| p.name_any() == pod) else {
+                    out.progress = Some(note);
+                    out.requeue = Some(ROLL_PERIOD);
+                    return Ok(out);
+                };
                 let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &valid.namespace);
-                pods.delete(&pod, &DeleteParams::default()).await?;
+                delete_pod(&pods, target).await?;
                 ctx.metrics.write(Self::METRIC_KIND, "delete", "pods");
                 out.events.push(Event {
                     type_: EventType::Normal,
                     reason: "RestartedMember".into(),
                     note: Some(format!("{}: the pod template changed", note.message)),
                     action: "Roll".into(),
-                    secondary: None,
+                    // The pod, with its uid: `kubectl describe pod` shows
+                    // it, and the Recorder keeps one series per related
+                    // object, so every restarted member keeps its Event
+                    // instead of being folded into the first one's count.
+                    secondary: Some(target.object_ref(&())),
                 });
                 out.progress = Some(note);
                 out.requeue = Some(ROLL_PERIOD);

@@ -13,13 +13,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
 use super::members::{self, Live};
 use super::roll::{self, Input, Plan, PodFacts, REVISION_LABEL};
 use super::validate::ValidEnsemble;
+use crate::reconcile::orchestrate::delete_pod;
 use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
@@ -178,22 +179,6 @@ pub fn membership_note(replicas: i32, live: &Live) -> Option<Note> {
 
 /// Deletes exactly the pod that was planned for: a pod recreated under the
 /// same name meanwhile has another uid and is left alone.
-async fn delete_pod(api: &Api<Pod>, pod: &Pod) -> Result<()> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: pod.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&pod.name_any(), &params).await {
-        Ok(_) => Ok(()),
-        // Already gone or replaced: the next pass sees the new pod.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// `updateRevision`, once the StatefulSet controller has seen the latest
 /// spec; before that, the revision pods are compared with would be stale.
 fn update_revision(sts: &StatefulSet) -> Option<String> {
