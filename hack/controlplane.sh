@@ -327,7 +327,7 @@ cmd_up() {
   start kwok "$BIN/kwok" --kubeconfig "$RUN/kwok.kubeconfig" \
     --config "$BIN/../kwok-stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --cidr 10.244.0.1/16 --node-ip 10.255.0.1 --node-lease-duration-seconds 40 \
+    --cidr "${KWOK_POD_CIDR%.0/*}.1/${KWOK_POD_CIDR#*/}" --node-ip 10.255.0.1 --node-lease-duration-seconds 40 \
     --server-address "127.0.0.1:$kwok_port"
 
   local k=("$BIN/kubectl" --kubeconfig "$RUN/kubeconfig")

@@ -16,7 +16,16 @@ NODE_BRIDGE="${TESSERA_NODE_BRIDGE:-tessera0}"
 # Pod subnet on the bridge; its first address is the bridge, the node's
 # InternalIP and the cluster DNS server.
 NODE_CIDR="${TESSERA_NODE_CIDR:-10.89.0.0/24}"
-SERVICE_CIDR=10.0.0.0/24
+# A /16 as in real clusters (kubeadm's default is a /12): with a /24, 200
+# Services nearly fill the range and every ClusterIP allocation probes a
+# full one, which made Service creates the slowest write of the operator
+# benchmark (docs/benchmarks.md).
+SERVICE_CIDR=10.0.0.0/16
+# The kwok nodes hand out pod IPs from here; nothing answers on them. An
+# unreachable route keeps connections to those pods (the operator asking an
+# engine for its role) on this machine, failing at once, instead of sending
+# SYNs out of the default route and waiting for a timeout.
+KWOK_POD_CIDR=10.244.0.0/16
 CLUSTER_DOMAIN=cluster.local
 KWOK_TAINT="kwok.x-k8s.io/node=fake:NoSchedule"
 # socat forwards the API server (bound to 127.0.0.1) to pods: see node_api_up.
@@ -105,6 +114,10 @@ node_network_up() {
     ip route replace "$SERVICE_CIDR" dev "$NODE_BRIDGE" src "$ip"
     added "route $SERVICE_CIDR"
   fi
+  if ! ip -4 route show "$KWOK_POD_CIDR" | grep -q "^unreachable"; then
+    ip route add unreachable "$KWOK_POD_CIDR" || die "cannot add the unreachable route for the kwok pods' $KWOK_POD_CIDR"
+    added "route unreachable $KWOK_POD_CIDR"
+  fi
 }
 
 node_network_down() {
@@ -114,6 +127,7 @@ node_network_down() {
     iptables -w -t mangle -X "$GUARD_CHAIN"
   fi
   ip -4 route del "$SERVICE_CIDR" dev "$NODE_BRIDGE" 2>/dev/null || true
+  ip -4 route del unreachable "$KWOK_POD_CIDR" 2>/dev/null || true
   # Veth ends of pods that outlived their sandboxes, then the bridge.
   local v
   for v in $(ip -o link show master "$NODE_BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
@@ -482,6 +496,7 @@ node_leftovers() {
   pgrep -f "containerd-shim-runc-v2 .*-address $NODE/containerd.sock" >/dev/null 2>&1 && echo "process containerd-shim"
   ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && echo "interface $NODE_BRIDGE"
   ip -4 route show "$SERVICE_CIDR" 2>/dev/null | grep -q . && echo "route $SERVICE_CIDR"
+  ip -4 route show "$KWOK_POD_CIDR" 2>/dev/null | grep -q . && echo "route $KWOK_POD_CIDR"
   iptables -w -t mangle -S "$GUARD_CHAIN" >/dev/null 2>&1 && echo "iptables chain $GUARD_CHAIN"
   if ! was_added "kube-chains theirs"; then node_kube_chains | sed 's/^/chain /'; fi
   awk -v d="$NODE/" 'index($2, d) == 1 {print "mount " $2}' /proc/self/mounts

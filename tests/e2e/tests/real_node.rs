@@ -246,6 +246,19 @@ async fn pods_run_resolve_names_and_reach_services() {
         !host_routes.contains("default"),
         "no default route points into the bridge: {host_routes}"
     );
+    // The kwok nodes' fake pod IPs: nothing is there, so nothing may leave
+    // the machine for them (hack/controlplane/node.sh, KWOK_POD_CIDR).
+    let kwok = ok(
+        std::process::Command::new("ip")
+            .args(["-4", "route", "show", "10.244.0.0/16"])
+            .output()
+            .expect("ip route show"),
+        "ip route show 10.244.0.0/16",
+    );
+    assert!(
+        kwok.trim() == "unreachable 10.244.0.0/16",
+        "a kwok pod IP must be unreachable from the host: {kwok}"
+    );
 }
 
 /// `hack/controlplane.sh up` with a state folder of its own and `env`
