@@ -16,10 +16,10 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::*;
-use tessera_api::Ensemble;
 use tessera_testing::{Prometheus, dashboard_queries};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -425,6 +425,26 @@ async fn the_rendered_chart_is_accepted_by_the_api_server_with_monitoring_on_and
     }
 }
 
+/// The sorted names of the namespace's objects of one type.
+async fn names_of<K>(ns: &TestNs) -> Vec<String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = ns.api();
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The Lease as seen at one moment: holder and renew time.
 async fn lease_record(leases: &Api<Lease>) -> Option<(String, String)> {
     let l = leases.get_opt("tessera").await.ok()??;
@@ -498,17 +518,81 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
         "{leader} leads, pods {first_names:?}"
     );
 
-    // The examples, reconciled by the operator in the cluster, run.
-    for example in ["ensemble-zookeeper.yaml", "ensemble-etcd.yaml"] {
-        ns.apply_file(&repo_root().join("examples").join(example));
+    // Every example, applied as a user does (`kubectl apply -f examples/`),
+    // reconciled by the operator in the cluster: all five engines run. The
+    // Redis example names a password Secret, created first as
+    // docs/shardedstore.md says.
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "create",
+        "secret",
+        "generic",
+        "cache-auth",
+        "--from-literal=password=helm-e2e-password",
+    ]);
+    let applied = kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "apply",
+        "-f",
+        repo_root().join("examples").to_str().unwrap(),
+    ]);
+    // "ensemble.tessera.dev/zk created" -> "ensemble.tessera.dev/zk"
+    let mut resources: Vec<String> = applied
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect();
+    resources.sort();
+    assert_eq!(
+        resources.len(),
+        6,
+        "one resource per example file:\n{applied}"
+    );
+    for kind in ["ensemble.", "shardedstore.", "broker."] {
+        assert!(
+            resources.iter().filter(|r| r.starts_with(kind)).count() == 2,
+            "two examples of each kind: {resources:?}"
+        );
     }
-    let ensembles: Api<Ensemble> = ns.api();
-    for name in ["zk", "etcd"] {
-        ns.wait_for(&format!("Ensemble {name} Ready"), 4 * MINUTE, || async {
-            let e = ensembles.get(name).await.ok()?;
-            (condition(&e, "Ready")?.0 == "True").then_some(())
-        })
-        .await;
+    // Eleven JVMs among 27 pods start on two cores: give them time.
+    let not_ready = || -> Vec<String> {
+        resources
+            .iter()
+            .filter(|r| {
+                let status = kubectl(&[
+                    "-n",
+                    &ns.name,
+                    "get",
+                    r,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ]);
+                String::from_utf8_lossy(&status.stdout).trim() != "True"
+            })
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + 12 * MINUTE;
+    loop {
+        let left = not_ready();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not Ready after 12 minutes: {left:?}\n{}",
+            kubectl_ok(&[
+                "-n",
+                &ns.name,
+                "get",
+                "ensembles,shardedstores,brokers,pods",
+                "-o",
+                "wide"
+            ])
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 
     // A real Prometheus, selecting pods as the chart's PodMonitor does and
@@ -529,7 +613,9 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
         .into_iter()
         .map(|p| p.metadata.name.unwrap())
         .collect();
-    assert_eq!(engine_pods.len(), 6, "{engine_pods:?}");
+    // zk 3, etcd 3, Redis 3 shards of 2, memcached 4, Kafka 3 combined,
+    // Kafka 5 brokers and 3 controllers.
+    assert_eq!(engine_pods.len(), 27, "{engine_pods:?}");
     let healthy = ns
         .wait_for(
             "every engine pod and operator pod scraped",
@@ -552,7 +638,7 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
             },
         )
         .await;
-    assert_eq!(healthy.0.len(), 6, "{healthy:?}");
+    assert_eq!(healthy.0.len(), engine_pods.len(), "{healthy:?}");
 
     // Every panel of the dashboard shows data for these engines. Rates need
     // two samples in their window, hence the wait.
@@ -643,37 +729,44 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
 
     // Uninstall removes the operator; resources, their StatefulSets, pods
     // and volumes stay (docs/helm.md).
+    let (sts_before, pvcs_before) = (
+        names_of::<StatefulSet>(&ns).await,
+        names_of::<PersistentVolumeClaim>(&ns).await,
+    );
+    assert!(
+        pvcs_before.len() >= 20,
+        "claims of every stateful engine: {pvcs_before:?}"
+    );
     helm_ok(&["uninstall", "tessera", "--namespace", &ns.name, "--wait"]);
     assert!(deploys.get_opt("tessera").await.unwrap().is_none());
     ns.wait_for("the operator pods gone", MINUTE, || async {
         operator_pods().await.is_empty().then_some(())
     })
     .await;
-    assert_eq!(
-        ensembles
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .len(),
-        2
+    for r in &resources {
+        let out = kubectl(&["-n", &ns.name, "get", r, "-o", "name"]);
+        assert!(out.status.success(), "{r} survives the uninstall");
+    }
+    let (sts_after, pvcs_after) = (
+        names_of::<StatefulSet>(&ns).await,
+        names_of::<PersistentVolumeClaim>(&ns).await,
     );
-    let sts: Api<StatefulSet> = ns.api();
-    assert_eq!(sts.list(&Default::default()).await.unwrap().items.len(), 2);
-    let pvcs: Api<PersistentVolumeClaim> = ns.api();
-    assert_eq!(pvcs.list(&Default::default()).await.unwrap().items.len(), 6);
+    assert_eq!(sts_after, sts_before, "StatefulSets stay");
+    assert_eq!(pvcs_after, pvcs_before, "claims stay");
 
     // Nothing runs the claims finalizer any more: drop it so that the
     // namespace can go.
-    for name in ["zk", "etcd"] {
-        ensembles
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-            )
-            .await
-            .unwrap();
+    for r in &resources {
+        kubectl_ok(&[
+            "-n",
+            &ns.name,
+            "patch",
+            r,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
     }
 }
 
