@@ -89,6 +89,7 @@ impl Client {
         acks: i16,
     ) -> Result<i64> {
         let version = self.pick(PRODUCE).await?;
+        let timestamp = now_ms();
         let records: Vec<Record> = values
             .iter()
             .enumerate()
@@ -106,7 +107,10 @@ impl Client {
                 // refuses a client's batch whose base offset is not 0),
                 // whose base sequence is still NO_SEQUENCE.
                 sequence: NO_SEQUENCE.wrapping_add(i as i32),
-                timestamp: 0,
+                // The creation time, as Kafka's own producers send: brokers
+                // roll segments and apply time-based retention by it, and a
+                // record stamped 1970 is older than any `retention.ms`.
+                timestamp,
                 key: None,
                 value: Some(v.clone()),
                 headers: IndexMap::new(),
@@ -202,6 +206,13 @@ impl Client {
             .map(|r| (r.offset, r.value.unwrap_or_default()))
             .collect())
     }
+}
+
+/// Milliseconds since the Unix epoch (a clock before 1970 reads 0).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The broker-side timeout of a request: below the client's own, so that
