@@ -204,11 +204,14 @@ async fn three_controllers_and_three_brokers_keep_acknowledged_records() {
 
 /// Ignored: the roll itself is checked here (every pod restarted, controllers
 /// first, no write refused for want of in-sync replicas), but reading the
-/// partitions back afterwards misses acknowledged records (seen once, on
-/// partition 0 at the first offset written during the roll); whether the
-/// record is lost or the read-back stops early is not known yet.
+/// partitions back afterwards fails. On 2026-11-29, with the read-back
+/// following leadership and reading up to the last acknowledged offset, the
+/// leader of orders-0 answered OFFSET_OUT_OF_RANGE for offset 0: the log's
+/// start had moved, so records were removed from the front of the log
+/// during or after the roll. Why is not known yet (the records were then
+/// stamped with timestamp 0, now with the creation time).
 #[tokio::test]
-#[ignore = "read-back after the roll misses acknowledged records: under investigation"]
+#[ignore = "after the roll, the front of a partition's log is gone: under investigation"]
 async fn a_config_change_rolls_every_pod_under_acks_all_writes() {
     let (ns, _op) = ready_cluster_with_a_topic("kafka-roll").await;
     let name = "audit";
@@ -265,7 +268,14 @@ async fn a_config_change_rolls_every_pod_under_acks_all_writes() {
         );
     }
     for partition in 0..3 {
-        let stored = read_all(&ns, name, "orders", partition).await;
+        let through = produced
+            .acked
+            .keys()
+            .filter(|(p, _)| *p == partition)
+            .map(|(_, o)| *o)
+            .max()
+            .unwrap_or(0);
+        let stored = read_all(&ns, name, "orders", partition, through).await;
         for ((p, offset), value) in produced.acked.iter().filter(|((p, _), _)| *p == partition) {
             assert_eq!(
                 stored.get(offset),
@@ -274,8 +284,7 @@ async fn a_config_change_rolls_every_pod_under_acks_all_writes() {
             );
         }
     }
-    // Every pod was replaced after the change; the restarts are Events
-    // (folded by the recorder into one series).
+    // Every pod was replaced after the change, each with an Event.
     let pods: Api<Pod> = ns.api();
     for pod in pods.list(&Default::default()).await.unwrap() {
         let created = pod.metadata.creation_timestamp.clone().unwrap().0;
@@ -295,7 +304,12 @@ async fn a_config_change_rolls_every_pod_under_acks_all_writes() {
         "-o",
         "name",
     ]);
-    assert!(!events.trim().is_empty(), "no RestartedMember Event");
+    // One per restarted pod: each Event is related to its pod, so the
+    // Recorder does not fold them into one series.
+    assert!(
+        events.lines().count() >= 6,
+        "a RestartedMember Event per pod of 3 controllers and 3 brokers:\n{events}"
+    );
 }
 
 /// What a producer with `acks=all` saw: every acknowledged record by
@@ -382,33 +396,56 @@ async fn leader_of(
     Err("no leader known".into())
 }
 
-/// Every record of a partition, read from its leader. The end of the log
-/// is an empty answer or OFFSET_OUT_OF_RANGE (error 1): a lost record shows
-/// as a missing offset, which the caller checks.
-async fn read_all(ns: &TestNs, name: &str, topic: &str, partition: i32) -> BTreeMap<i64, Bytes> {
+/// Every record of a partition up to offset `through`, read from whichever
+/// broker the metadata names as its leader.
+///
+/// Right after a roll that answer can be stale: a broker that just lost the
+/// leadership still serves consumer fetches as a follower (fetch from
+/// follower, Fetch v11+), but only up to its own high watermark, which lags
+/// while it catches up. So an empty answer or an error is not the end of
+/// the log: ask again, for up to a minute, until the read reaches
+/// `through`. A lost record then shows as a missing offset below records
+/// that were read, which the caller checks; a lost tail shows as the read
+/// never reaching `through`.
+async fn read_all(
+    ns: &TestNs,
+    name: &str,
+    topic: &str,
+    partition: i32,
+    through: i64,
+) -> BTreeMap<i64, Bytes> {
     let pods: Api<Pod> = ns.api();
     let mut out: BTreeMap<i64, Bytes> = BTreeMap::new();
-    let mut attempts = 0;
-    loop {
-        let leader = leader_of(&pods, name, topic, partition).await.unwrap();
-        let mut c = Client::connect(&broker_addr(ns, name, leader).await, T)
-            .await
-            .unwrap();
-        loop {
-            let next: i64 = out.keys().last().map_or(0, |o: &i64| o + 1);
-            match c.fetch(topic, partition, next).await {
-                Ok(got) if got.is_empty() => return out,
-                Ok(got) => out.extend(got),
-                Err(e) if e.to_string().contains("error code 1") => return out,
-                Err(e) => {
-                    attempts += 1;
-                    assert!(attempts < 10, "fetch {topic}-{partition} at {next}: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            }
+    let deadline = std::time::Instant::now() + MINUTE;
+    let mut last = String::new();
+    while out.keys().last().is_none_or(|o| *o < through) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}-{partition}: read up to {:?} of {through} in a minute; last answer: {last}",
+            out.keys().last()
+        );
+        let next: i64 = out.keys().last().map_or(0, |o: &i64| o + 1);
+        let got = async {
+            let leader = leader_of(&pods, name, topic, partition).await?;
+            let mut c = Client::connect(&broker_addr(ns, name, leader).await, T)
+                .await
+                .map_err(|e| e.to_string())?;
+            c.fetch(topic, partition, next)
+                .await
+                .map_err(|e| format!("broker {leader}: {e}"))
         }
+        .await;
+        match got {
+            Ok(records) if !records.is_empty() => {
+                out.extend(records);
+                continue;
+            }
+            Ok(_) => last = format!("nothing at offset {next}"),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    out
 }
 
 /// The update revision of each StatefulSet, as its controller last saw it.
