@@ -38,7 +38,7 @@ const OPTED_IN: &str = "enabled";
 impl Selection {
     /// Whether the webhook's namespace selector takes a namespace with
     /// these labels: the rule of the `tessera.dev/injection` expression that
-    /// [`configuration`] puts in the selector, for those who must tell
+    /// [`build`] puts in the selector, for those who must tell
     /// without asking the API server (the reporter of missing injections).
     pub fn selects(self, labels: &BTreeMap<String, String>) -> bool {
         let value = labels.get(NAMESPACE_LABEL).map(String::as_str);

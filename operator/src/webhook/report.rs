@@ -99,10 +99,17 @@ impl State {
             .filter(move |((ns, _), _)| self.selected(selection, ns))
     }
 
-    /// Missing injections that have no Event yet.
-    fn unreported(&self, selection: Selection) -> Vec<(Key, Candidate)> {
+    /// Missing injections among the pods `within` takes that have no
+    /// Event yet.
+    fn unreported(
+        &self,
+        selection: Selection,
+        within: impl Fn(&Key) -> bool,
+    ) -> Vec<(Key, Candidate)> {
         self.missing(selection)
-            .filter(|(_, c)| c.uid.as_ref().is_some_and(|u| !self.reported.contains(u)))
+            .filter(|(k, c)| {
+                within(k) && c.uid.as_ref().is_some_and(|u| !self.reported.contains(u))
+            })
             .map(|(k, c)| (k.clone(), c.clone()))
             .collect()
     }
@@ -181,30 +188,51 @@ impl Reporter {
         let mut events = futures::stream::select_all(pods.chain(namespaces));
         let mut state = State::default();
         while let Some(ev) = events.next().await {
-            match ev {
+            // The pods this event may have made due for an Event: the pod
+            // itself, or every pod of a namespace whose labels changed.
+            // Only those are (re)tried, so a Recorder that keeps failing
+            // costs one attempt per change of the pod, not one per event
+            // of the whole cluster.
+            let touched: Option<(String, Option<String>)> = match ev {
                 Seen::Pod(Ok(WatchEvent::Apply(p) | WatchEvent::InitApply(p))) => {
-                    state.pod(&p, &self.excluded)
+                    state.pod(&p, &self.excluded);
+                    let (ns, name) = key(&p);
+                    Some((ns, Some(name)))
                 }
-                Seen::Pod(Ok(WatchEvent::Delete(p))) => state.pod_gone(&p),
+                Seen::Pod(Ok(WatchEvent::Delete(p))) => {
+                    state.pod_gone(&p);
+                    None
+                }
                 Seen::Namespace(Ok(WatchEvent::Apply(n) | WatchEvent::InitApply(n))) => {
-                    state.namespace(&n)
+                    state.namespace(&n);
+                    Some((n.name_any(), None))
                 }
-                Seen::Namespace(Ok(WatchEvent::Delete(n))) => state.namespace_gone(&n),
+                Seen::Namespace(Ok(WatchEvent::Delete(n))) => {
+                    state.namespace_gone(&n);
+                    None
+                }
                 Seen::Pod(Ok(WatchEvent::Init | WatchEvent::InitDone))
-                | Seen::Namespace(Ok(WatchEvent::Init | WatchEvent::InitDone)) => {}
+                | Seen::Namespace(Ok(WatchEvent::Init | WatchEvent::InitDone)) => None,
                 Seen::Pod(Err(e)) => {
-                    tracing::warn!(error = %e, "watching pods for missing injection")
+                    tracing::warn!(error = %e, "watching pods for missing injection");
+                    None
                 }
                 Seen::Namespace(Err(e)) => {
-                    tracing::warn!(error = %e, "watching namespaces for their injection label")
+                    tracing::warn!(error = %e, "watching namespaces for their injection label");
+                    None
                 }
-            }
+            };
             let now = state.missing(self.selection).count();
             self.metrics
                 .missing
                 .set(i64::try_from(now).unwrap_or(i64::MAX));
-            if self.leading.load(Ordering::SeqCst) {
-                for (k, c) in state.unreported(self.selection) {
+            if let Some((ns, pod)) = touched
+                && self.leading.load(Ordering::SeqCst)
+            {
+                let due = state.unreported(self.selection, |(n, p)| {
+                    *n == ns && pod.as_ref().is_none_or(|want| want == p)
+                });
+                for (k, c) in due {
                     if self.report(&k, &c).await {
                         state.reported.extend(c.uid);
                     }
@@ -285,7 +313,7 @@ mod tests {
         n.metadata.name = Some(name.into());
         n.metadata.labels = label.map(|v| {
             [(
-                super::super::config::NAMESPACE_LABEL.to_string(),
+                crate::webhook::config::NAMESPACE_LABEL.to_string(),
                 v.to_string(),
             )]
             .into()
@@ -310,7 +338,12 @@ mod tests {
         s.namespace(&namespace("app", None));
         s.namespace(&namespace("quiet", Some("disabled")));
         assert_eq!(missing_names(&s, Selection::OptOut), ["a"]);
-        assert_eq!(s.unreported(Selection::OptOut).len(), 1);
+        assert_eq!(s.unreported(Selection::OptOut, |_| true).len(), 1);
+        // Only the pods an event touched are tried.
+        assert!(
+            s.unreported(Selection::OptOut, |(ns, _)| ns == "quiet")
+                .is_empty()
+        );
         // Opt-in: only a namespace labelled enabled counts.
         assert!(missing_names(&s, Selection::OptIn).is_empty());
         s.namespace(&namespace("quiet", Some("enabled")));
@@ -324,10 +357,10 @@ mod tests {
         s.namespace(&namespace("app", None));
         let a = pod("app", "a", Some("redis"));
         s.pod(&a, &[]);
-        let due = s.unreported(Selection::OptOut);
+        let due = s.unreported(Selection::OptOut, |_| true);
         assert_eq!(due.len(), 1);
         s.reported.extend(due[0].1.uid.clone());
-        assert!(s.unreported(Selection::OptOut).is_empty());
+        assert!(s.unreported(Selection::OptOut, |_| true).is_empty());
         assert_eq!(missing_names(&s, Selection::OptOut), ["a"]);
         // Injected on a later update (reinvocation), then deleted.
         let mut injected = a.clone();

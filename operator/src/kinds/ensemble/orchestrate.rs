@@ -177,8 +177,6 @@ pub fn membership_note(replicas: i32, live: &Live) -> Option<Note> {
     })
 }
 
-/// Deletes exactly the pod that was planned for: a pod recreated under the
-/// same name meanwhile has another uid and is left alone.
 /// `updateRevision`, once the StatefulSet controller has seen the latest
 /// spec; before that, the revision pods are compared with would be stale.
 fn update_revision(sts: &StatefulSet) -> Option<String> {
