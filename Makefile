@@ -8,7 +8,7 @@ export TESSERA_CACHE ?= $(HOME)/.cache/tessera
 export CARGO_TARGET_DIR ?= $(TESSERA_CACHE)/target
 CARGO ?= cargo
 
-.PHONY: help test test-steps lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo engines images bench-adapter bench-ambassador
+.PHONY: help test test-steps prebuild lint fmt-check clippy crds crds-check unit e2e controlplane-up controlplane-down demo engines images bench-adapter bench-ambassador
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,11 +20,18 @@ TEST_LOG := $(TESSERA_CACHE)/test-results.log
 # behind, and that fails the run.
 test: ## Install what the tests need and run every test
 	@status=0; $(MAKE) --no-print-directory test-steps || status=$$?; \
+	hack/prebuild.sh stop; \
 	if [ -n "$${CI:-}" ]; then hack/controlplane.sh down || { [ $$status -ne 0 ] || status=1; }; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	hack/test-summary.sh "$(TEST_LOG)"
 
-test-steps: engines lint crds-check unit e2e e2e-operator
+# prebuild: the control plane and engine images build in the background
+# while lint and unit run (hack/prebuild.sh); images and controlplane-up
+# wait for their own job.
+test-steps: engines prebuild lint crds-check unit e2e e2e-operator
+
+prebuild: engines
+	@hack/prebuild.sh start
 
 lint: fmt-check clippy ## Formatting and clippy gates (the fuzz crate included)
 
@@ -48,17 +55,24 @@ unit: engines ## cargo test for the workspace, without the end-to-end suite
 # The end-to-end suite runs against the local control plane, built from source
 # on first use (about 20 minutes on 2 cores; see docs/development.md). Against
 # another cluster instead: KUBECONFIG=... cargo test -p tessera-e2e
+#
+# Built together with the operator's e2e feature, so that the dependencies
+# get the features the unit step already compiled them with: `-p tessera-e2e`
+# alone unifies fewer features and recompiles about 60 crates (kube, hyper...).
+E2E_TESTS := $(patsubst tests/e2e/tests/%.rs,--test %,$(wildcard tests/e2e/tests/*.rs))
 e2e: controlplane-up ## End-to-end tests against a real API server
 	@mkdir -p "$(TESSERA_CACHE)"
 	eval "$$(hack/controlplane.sh env)"; \
-	$(CARGO) test -p tessera-e2e --locked 2>&1 | tee -a "$(TEST_LOG)"
+	$(CARGO) test --locked -p tessera-e2e -p tessera-operator --features tessera-operator/e2e $(E2E_TESTS) 2>&1 | tee -a "$(TEST_LOG)"
 
 controlplane-up: images ## Build (if needed) and start the local control plane and its real node
+	@hack/prebuild.sh wait controlplane
 	hack/controlplane.sh up
 
 # The real node cannot pull: its images are built here and imported into its
 # containerd. A node that already runs gets the rebuilt ones at once.
 images: ## Build the node's images (engines from Debian, Tessera from the Dockerfile)
+	@hack/prebuild.sh wait images
 	hack/images.sh build
 	@if hack/controlplane.sh status >/dev/null 2>&1; then \
 	  eval "$$(hack/controlplane.sh env)"; hack/images.sh load; \
