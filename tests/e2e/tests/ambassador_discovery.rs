@@ -29,27 +29,49 @@ fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
 
 /// The tessera-ambassador binary: `TESSERA_AMBASSADOR_BIN` when set, else
 /// built (or found up to date) by cargo, which reports where it put it.
+///
+/// Built for the whole workspace (`--workspace --bin`), not `-p`: `-p`
+/// unifies only the ambassador's features, so its dependencies would
+/// compile again (over a minute, cold) instead of reusing the binary that
+/// `make images` built.
 fn ambassador_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("TESSERA_AMBASSADOR_BIN") {
         return PathBuf::from(bin);
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // A test runs with the variables cargo sets for it (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_NAME...). ring's build script asks cargo to rerun it when
+    // they change, so a nested cargo that inherits them rebuilds ring and
+    // everything above it, and the next `cargo test` rebuilds them back.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            )
+        {
+            build.env_remove(key);
+        }
+    }
+    let out = build
         .current_dir(tessera_e2e::repo_root())
         .args([
             "build",
-            "-p",
-            "tessera-ambassador",
+            "--locked",
+            "--workspace",
             "--bin",
             "tessera-ambassador",
             "--message-format=json",
         ])
         .stderr(Stdio::inherit())
         .output()
-        .expect("run cargo build -p tessera-ambassador");
+        .expect("run cargo build --bin tessera-ambassador");
     assert!(
         out.status.success(),
-        "cargo build -p tessera-ambassador failed"
+        "cargo build --bin tessera-ambassador failed"
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()
