@@ -18,6 +18,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+self=$here/$(basename "${BASH_SOURCE[0]}")
 state=${TESSERA_CACHE:-$HOME/.cache/tessera}/prebuild
 # The Tessera image is not prebuilt: it needs the workspace's binaries, which
 # the foreground cargo steps build anyway.
@@ -49,11 +50,15 @@ EOF
 
 log() { echo "prebuild: $*" >&2; }
 
-job_command() {
-  case $1 in
-    controlplane) echo "\"$here/controlplane/build.sh\" >/dev/null && \"$here/coredns/build.sh\" >/dev/null" ;;
-    images) echo "\"$here/images.sh\" build ${IMAGES[*]}" ;;
+# Runs one job in the foreground and records its exit status in a file: the
+# job is not the caller's child, so `wait` cannot get it any other way.
+run_job() {
+  local job=$1 rc=0
+  case $job in
+    controlplane) { "$here/controlplane/build.sh" >/dev/null && "$here/coredns/build.sh" >/dev/null; } || rc=$? ;;
+    images) "$here/images.sh" build "${IMAGES[@]}" || rc=$? ;;
   esac
+  echo "$rc" >"$state/$job.rc.partial" && mv "$state/$job.rc.partial" "$state/$job.rc"
 }
 
 running() {
@@ -72,12 +77,8 @@ cmd_start() {
       continue
     fi
     rm -f "$state/$job.rc"
-    # setsid: a process group of its own, which `stop` ends as a whole. The
-    # exit status lands in a file because the job is not the caller's child.
-    setsid nice -n 10 ionice -c 3 bash -c "
-      rc=0; $(job_command "$job") || rc=\$?
-      echo \$rc >'$state/$job.rc.partial' && mv '$state/$job.rc.partial' '$state/$job.rc'
-    " >"$state/$job.log" 2>&1 </dev/null &
+    # setsid: a process group of its own, which `stop` ends as a whole.
+    setsid nice -n 10 ionice -c 3 "$self" __run "$job" >"$state/$job.log" 2>&1 </dev/null &
     echo $! >"$state/$job.pid"
     log "$job: started in the background (log: $state/$job.log)"
   done
@@ -150,6 +151,7 @@ case ${1:-} in
   wait) shift; cmd_wait "$@" ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
+  __run) run_job "$2" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac
