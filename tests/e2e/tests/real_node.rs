@@ -38,6 +38,16 @@ fn ok(out: std::process::Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The output of a command run on this machine (the node's host side),
+/// which must succeed.
+fn host(cmd: &[&str]) -> String {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", cmd[0]));
+    ok(out, &cmd.join(" "))
+}
+
 /// A Redis pod as Tessera runs its engines: non-root, read-only root
 /// filesystem, no capabilities, RuntimeDefault seccomp.
 fn redis_pod(name: &str) -> Pod {
@@ -221,13 +231,7 @@ async fn pods_run_resolve_names_and_reach_services() {
         !outside.status.success(),
         "a name outside the cluster must not resolve"
     );
-    let rules = ok(
-        std::process::Command::new("iptables")
-            .args(["-w", "-t", "mangle", "-S"])
-            .output()
-            .expect("iptables"),
-        "iptables -t mangle -S",
-    );
+    let rules = host(&["iptables", "-w", "-t", "mangle", "-S"]);
     assert!(
         rules.contains("-A FORWARD -j TESSERA-NODE-GUARD"),
         "the guard chain is hooked into FORWARD:\n{rules}"
@@ -237,24 +241,14 @@ async fn pods_run_resolve_names_and_reach_services() {
             && rules.contains("-j DROP"),
         "the guard drops pod traffic leaving the bridge:\n{rules}"
     );
-    let default_route = std::process::Command::new("ip")
-        .args(["-4", "route", "show", "dev", &bridge])
-        .output()
-        .expect("ip route");
-    let host_routes = String::from_utf8_lossy(&default_route.stdout);
+    let host_routes = host(&["ip", "-4", "route", "show", "dev", &bridge]);
     assert!(
         !host_routes.contains("default"),
         "no default route points into the bridge: {host_routes}"
     );
     // The kwok nodes' fake pod IPs: nothing is there, so nothing may leave
     // the machine for them (hack/controlplane/node.sh, KWOK_POD_CIDR).
-    let kwok = ok(
-        std::process::Command::new("ip")
-            .args(["-4", "route", "show", "10.244.0.0/16"])
-            .output()
-            .expect("ip route show"),
-        "ip route show 10.244.0.0/16",
-    );
+    let kwok = host(&["ip", "-4", "route", "show", "10.244.0.0/16"]);
     assert!(
         kwok.trim() == "unreachable 10.244.0.0/16",
         "a kwok pod IP must be unreachable from the host: {kwok}"
