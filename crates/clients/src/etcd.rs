@@ -1,5 +1,10 @@
 //! etcd's HTTP endpoints (`/readyz`, `/livez`, `/health`, `/metrics`) over
-//! HTTP/1.1, plain or TLS, with one kept-alive connection.
+//! HTTP/1.1, plain or TLS, with one kept-alive connection, and cluster
+//! membership through the v3 JSON gateway (see [`Member`]).
+
+mod members;
+
+pub use members::Member;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
+use tessera_clients::zookeeper::session::{self, Session};
 use tessera_clients::{etcd, kafka, memcached, promtext, redis, zookeeper};
-use tessera_testing::{Etcd, KafkaBroker, Memcached, RedisServer, ZooKeeperEnsemble};
+use tessera_testing::{
+    Etcd, KafkaBroker, Memcached, RedisServer, ZooKeeperEnsemble, ZooKeeperOptions, free_ports,
+};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -87,6 +90,155 @@ async fn etcd_health_and_metrics() {
     assert_eq!(leader.value, 1.0);
     // The same connection is reused for the next request.
     assert!(c.health().await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn zookeeper_reconfig_needs_the_super_user_and_changes_membership() {
+    let password = "s3cret";
+    let options = ZooKeeperOptions {
+        // standaloneEnabled=false: one member still runs the quorum code,
+        // which is what can be reconfigured.
+        config: vec![
+            "reconfigEnabled=true".into(),
+            "standaloneEnabled=false".into(),
+        ],
+        jvm_flags: vec![format!(
+            "-Dzookeeper.DigestAuthenticationProvider.superDigest=super:{}",
+            session::super_digest("super", password)
+        )],
+    };
+    let ens = ZooKeeperEnsemble::start_with(1, &options).expect("one-member quorum");
+    let addr = ens.members[0].addr();
+    let conf = || async { zookeeper::four_letter(&addr, "conf", T).await.unwrap() };
+    let before = conf().await;
+    let version = before
+        .lines()
+        .find_map(|l| l.strip_prefix("version="))
+        .map(|v| i64::from_str_radix(v.trim(), 16).unwrap())
+        .expect("conf has version=");
+    assert!(
+        before.contains(&ens.members[0].server_spec().unwrap()),
+        "{before}"
+    );
+
+    // An unknown scheme fails, and the server drops the connection.
+    let mut s = Session::connect(&addr, T).await.unwrap();
+    let e = s.add_auth("nosuch", b"x").await.unwrap_err();
+    assert!(e.to_string().contains("zookeeper auth failed"), "{e}");
+    assert!(s.get("/").await.is_err());
+
+    // A second server joins as a non-voting follower.
+    let joiner = ens.start_joiner(&options).expect("joining server");
+    let spec = joiner.server_spec().unwrap();
+    // Adds it with a fresh session authenticated with `auth`; retried
+    // while the joiner may still be syncing with the leader.
+    let add = |auth: Option<String>| {
+        let (addr, spec) = (addr.clone(), spec.clone());
+        async move {
+            let mut last = None;
+            for _ in 0..40 {
+                let mut s = Session::connect(&addr, T).await.unwrap();
+                if let Some(auth) = &auth {
+                    s.add_auth("digest", auth.as_bytes()).await.unwrap();
+                }
+                let r = s.reconfig(Some(&spec), None, None).await;
+                match &r {
+                    Err(e) if e.to_string().contains("no quorum") => last = Some(r),
+                    _ => return r,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            last.unwrap()
+        }
+    };
+
+    // Without the super user (none, or digest with a wrong password, which
+    // the digest scheme accepts as another identity), reconfig is refused.
+    for auth in [None, Some("super:wrong".to_string())] {
+        let e = add(auth).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no auth (-102): reconfig needs the super user"),
+            "{e}"
+        );
+    }
+    assert!(!conf().await.contains("server.2="));
+
+    // The super user adds it as a participant.
+    let new_config =
+        String::from_utf8(add(Some(format!("super:{password}"))).await.unwrap()).unwrap();
+    assert!(new_config.contains(&spec), "{new_config}");
+    let after = conf().await;
+    assert!(after.contains(&spec), "{after}");
+
+    let super_session = || async {
+        let mut s = Session::connect(&addr, T).await.unwrap();
+        s.add_auth("digest", format!("super:{password}").as_bytes())
+            .await
+            .unwrap();
+        s
+    };
+    // A change conditional on the old version is refused.
+    let mut s = super_session().await;
+    let e = s
+        .reconfig(None, Some("2"), Some(version))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bad version (-103)"), "{e}");
+
+    // And removing it leaves server 1 alone again.
+    let mut s = super_session().await;
+    let new_config = String::from_utf8(s.reconfig(None, Some("2"), None).await.unwrap()).unwrap();
+    assert!(!new_config.contains("server.2="), "{new_config}");
+    let after = conf().await;
+    assert!(!after.contains("server.2="), "{after}");
+    assert!(
+        after.contains(&ens.members[0].server_spec().unwrap()),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn etcd_member_add_promote_remove() {
+    let e = Etcd::start().expect("etcd");
+    let c = etcd::Client::new(&e.url(), T, None).unwrap();
+    let before = c.member_list().await.unwrap();
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].name, "n1");
+    assert_eq!(
+        before[0].peer_urls,
+        [format!("http://127.0.0.1:{}", e.peer_port)]
+    );
+    assert_eq!(before[0].client_urls, [e.url()]);
+    assert!(!before[0].is_learner);
+
+    // A learner on a port nothing listens on: registered, never started.
+    let url = format!("http://127.0.0.1:{}", free_ports(1)[0]);
+    let added = c
+        .member_add(std::slice::from_ref(&url), true)
+        .await
+        .unwrap();
+    assert!(added.is_learner && added.name.is_empty(), "{added:?}");
+    assert_eq!(added.peer_urls, [url]);
+    let listed = c.member_list().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.contains(&added), "{listed:?}");
+
+    let err = c.member_promote(added.id).await.unwrap_err();
+    assert_eq!(err.label(), "server_error");
+    assert!(
+        err.to_string()
+            .contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{err}"
+    );
+
+    c.member_remove(added.id).await.unwrap();
+    assert_eq!(c.member_list().await.unwrap(), before);
+    let err = c.member_remove(added.id).await.unwrap_err();
+    assert!(
+        err.to_string().contains("etcdserver: member not found"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

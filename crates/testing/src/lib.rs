@@ -18,7 +18,7 @@ pub use engines::etcd::Etcd;
 pub use engines::kafka::{KafkaBroker, KafkaCluster};
 pub use engines::memcached::Memcached;
 pub use engines::redis::RedisServer;
-pub use engines::zookeeper::{ZooKeeper, ZooKeeperEnsemble};
+pub use engines::zookeeper::{ZooKeeper, ZooKeeperEnsemble, ZooKeeperOptions};
 pub use process::{LaunchError, Process, free_ports};
 pub use prometheus::{Prometheus, dashboard_queries, url_encode};
 pub use wire::{exchange, http_get};
