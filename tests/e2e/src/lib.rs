@@ -71,8 +71,18 @@ pub fn redis_pod_spec(readiness_period: u32) -> serde_json::Value {
     })
 }
 
+/// The checkout the tests run from: the nearest folder above the working
+/// directory (cargo runs a test in its package's folder) that holds
+/// `Cargo.lock` and `crds/`. Not the compile-time path alone: a target
+/// directory shared between checkouts can hand this one a build of this
+/// crate made in another, whose path is baked in.
 pub fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let found = std::env::current_dir().ok().and_then(|here| {
+        here.ancestors()
+            .find(|d| d.join("Cargo.lock").is_file() && d.join("crds").is_dir())
+            .map(Path::to_path_buf)
+    });
+    let root = found.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
     root.canonicalize().unwrap_or(root)
 }
 
