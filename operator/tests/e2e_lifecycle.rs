@@ -3,7 +3,9 @@
 //! ZooKeeper and etcd ensemble one member at a time, followers first and
 //! the leader last, while a client writes and reads continuously, and an
 //! operator killed in the middle of the roll is replaced by one that
-//! finishes it.
+//! finishes it; scaling 3 → 5 → 3 changes the engines' own membership
+//! (ZooKeeper reconfig, etcd learners), one member at a time, under the
+//! same client, with the operator killed in the middle again.
 //!
 //! Needs `hack/controlplane.sh up` with the real node and the images loaded
 //! (`make images`). The host reaches pod IPs directly; the client below
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -25,7 +27,8 @@ use serde_json::{Value, json};
 use support::*;
 use tessera_api::Ensemble;
 use tessera_clients::etcd;
-use tessera_clients::zookeeper::session::Session;
+use tessera_clients::zookeeper::{self, session::Session};
+use tessera_operator::kinds::ensemble::members::{etcd_ordinals, voting_ordinals};
 use tessera_operator::reconcile::status::pod_ready;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -377,8 +380,8 @@ async fn watch_roll(ns_name: String, name: &'static str, stop: Arc<AtomicBool>) 
     w
 }
 
-/// The operator's MemberReplaced Events, oldest first.
-async fn replaced(ns: &TestNs) -> Vec<String> {
+/// The namespace's Events that `keep` selects, oldest first.
+async fn events_where(ns: &TestNs, keep: impl Fn(&Event) -> bool) -> Vec<Event> {
     let events: Api<Event> = ns.api();
     let mut list: Vec<Event> = events
         .list(&ListParams::default())
@@ -386,10 +389,19 @@ async fn replaced(ns: &TestNs) -> Vec<String> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("MemberReplaced"))
+        .filter(|e| keep(e))
         .collect();
     list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
-    list.into_iter().filter_map(|e| e.note).collect()
+    list
+}
+
+/// The operator's MemberReplaced Events, oldest first.
+async fn replaced(ns: &TestNs) -> Vec<String> {
+    events_where(ns, |e| e.reason.as_deref() == Some("MemberReplaced"))
+        .await
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect()
 }
 
 /// Every pod on the StatefulSet's update revision.
@@ -672,21 +684,73 @@ async fn a_broken_change_stops_at_one_member_and_a_fix_recovers() {
     delete_ensemble(&ns, name).await;
 }
 
-/// Scaling does not change ZooKeeper's membership yet: the new members do
-/// not vote, and status says so instead of claiming five members. Scaling
-/// back returns to a healthy 3-member ensemble with the data kept.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zookeeper_scale_without_reconfig_is_reported_and_scaling_back_recovers() {
-    let engine = Engine::Zookeeper;
+/// The engine's own member list, asked of every member: the voting
+/// ordinals and the learners, when all members that answer agree.
+async fn engine_members(
+    engine: Engine,
+    pods: &Api<Pod>,
+    name: &str,
+) -> Option<(Vec<i32>, Vec<i32>)> {
+    let mut seen = None;
+    for ip in member_ips(pods, name).await {
+        let addr = format!("{ip}:{}", engine.port());
+        let view = match engine {
+            Engine::Zookeeper => {
+                let conf = zookeeper::four_letter(&addr, "conf", OP_TIMEOUT)
+                    .await
+                    .ok()?;
+                (voting_ordinals(&conf).into_iter().collect(), vec![])
+            }
+            Engine::Etcd => {
+                let c = etcd::Client::new(&format!("http://{addr}"), OP_TIMEOUT, None).ok()?;
+                let (v, l) = etcd_ordinals(&c.member_list().await.ok()?);
+                (v.into_iter().collect(), l.into_iter().collect())
+            }
+        };
+        if seen.as_ref().is_some_and(|s| *s != view) {
+            return None;
+        }
+        seen = Some(view);
+    }
+    seen
+}
+
+/// The operator's scale Events, oldest first, as "Reason: note".
+async fn scale_events(ns: &TestNs) -> Vec<String> {
+    events_where(ns, |e| e.action.as_deref() == Some("Scale"))
+        .await
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// 3 → 5 → 3 under a client that writes and reads throughout, with the
+/// operator killed after the first membership change: every step ends
+/// with the engine's own member list at the spec's size, and nothing
+/// acknowledged is lost.
+async fn scale_under_load(engine: Engine) {
     let name = engine.name();
-    let (_kc, ns, _op) = setup("scale-zk").await;
+    let (kc, ns, mut op) = setup(&format!("scale-{name}")).await;
     ns.apply_file(&engine.example());
     wait_settled(&ns, name, 3, 6 * MINUTE).await;
     let pods: Api<Pod> = ns.api();
-    let mut c = Conn::open(engine, &member_ips(&pods, name).await[0])
-        .await
-        .unwrap();
-    c.write(7).await.unwrap();
+    let uids_before = pod_uids(&pods, name).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(client_loop(
+        engine,
+        pods.clone(),
+        name,
+        stop.clone(),
+        20 * MINUTE,
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let api: Api<Ensemble> = ns.api();
     let scale = |n: i32| {
@@ -701,54 +765,134 @@ async fn zookeeper_scale_without_reconfig_is_reported_and_scaling_back_recovers(
             .unwrap();
         }
     };
-    scale(5).await;
-    let e = ns
-        .wait_for("MembershipNotChanged with five pods", 8 * MINUTE, || {
-            let api = api.clone();
-            async move {
-                let e = api.get(name).await.ok()?;
-                let degraded = condition(&e, "Degraded")?;
-                // The new members, once their engines run, do not vote.
-                let learners = e
-                    .status
-                    .as_ref()?
-                    .members
-                    .iter()
-                    .filter(|m| m.role.as_deref() == Some("learner"))
-                    .count();
-                (degraded.1 == "MembershipNotChanged" && learners == 2).then_some(e)
-            }
-        })
-        .await;
-    let (status, _, message, _) = condition(&e, "Degraded").unwrap();
-    assert_eq!(status, "True");
-    assert!(
-        message.starts_with("The engine counts 3 voting members and the spec asks for 5"),
-        "{message}"
-    );
-    assert_eq!(condition(&e, "Ready").unwrap().0, "False");
-    let roles: BTreeMap<String, String> = e
-        .status
-        .unwrap()
-        .members
-        .into_iter()
-        .map(|m| (m.name, m.role.unwrap_or_default()))
-        .collect();
-    assert_eq!(roles["zk-3"], "learner", "{roles:?}");
-    assert_eq!(roles["zk-4"], "learner", "{roles:?}");
+    let members_are = |n: i32| {
+        let pods = pods.clone();
+        async move {
+            let want: Vec<i32> = (0..n).collect();
+            let (voting, learners) = engine_members(engine, &pods, name).await?;
+            (voting == want && learners.is_empty()).then_some(())
+        }
+    };
 
-    scale(3).await;
-    ns.wait_for(
-        "every member on the 3-member revision",
-        8 * MINUTE,
-        || async { all_updated(&ns, name).await.then_some(()) },
-    )
+    // Up, with the operator killed after the first member is added.
+    let up_start = Instant::now();
+    scale(5).await;
+    ns.wait_for("the first member added", 5 * MINUTE, || async {
+        scale_events(&ns)
+            .await
+            .iter()
+            .any(|e| e.starts_with("MemberAdded"))
+            .then_some(())
+    })
     .await;
-    let e = wait_settled(&ns, name, 3, 5 * MINUTE).await;
-    assert_roles(&ns, &e, 3);
-    for ip in member_ips(&pods, name).await {
-        let mut c = Conn::open(engine, &ip).await.unwrap();
-        assert_eq!(c.read(7).await.unwrap().as_deref(), Some("v7"), "{ip}");
+    op.kill();
+    let op2 = Operator::start_for_real_node(&kc, &ns.name, "op2");
+    ns.wait_for("five voting members in the engine", 10 * MINUTE, || {
+        members_are(5)
+    })
+    .await;
+    let ens = wait_settled(&ns, name, 5, 5 * MINUTE).await;
+    let up_time = up_start.elapsed();
+    assert_roles(&ns, &ens, 5);
+    // No running member was restarted by the scale.
+    let uids = pod_uids(&pods, name).await;
+    for (pod, uid) in &uids_before {
+        assert_eq!(
+            uids.get(pod),
+            Some(uid),
+            "{pod} was restarted by the scale-up"
+        );
     }
+
+    // Down, with the operator killed after the first member is removed.
+    let down_start = Instant::now();
+    scale(3).await;
+    ns.wait_for("the first member removed", 5 * MINUTE, || async {
+        scale_events(&ns)
+            .await
+            .iter()
+            .any(|e| e.starts_with("MemberRemoved"))
+            .then_some(())
+    })
+    .await;
+    drop(op2);
+    let _op3 = Operator::start_for_real_node(&kc, &ns.name, "op3");
+    ns.wait_for("three voting members in the engine", 10 * MINUTE, || {
+        members_are(3)
+    })
+    .await;
+    ns.wait_for("three member pods", 5 * MINUTE, || async {
+        (pod_uids(&pods, name).await.len() == 3).then_some(())
+    })
+    .await;
+    let ens = wait_settled(&ns, name, 3, 5 * MINUTE).await;
+    let down_time = down_start.elapsed();
+    assert_roles(&ns, &ens, 3);
+    let sts: Api<StatefulSet> = ns.api();
+    let replicas = sts.get(name).await.unwrap().spec.unwrap().replicas;
+    assert_eq!(replicas, Some(3));
+    // The removed members' claims follow storage.deleteClaimsOnDelete:
+    // true in the etcd example, false (kept) in the ZooKeeper one.
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let removed = [format!("data-{name}-3"), format!("data-{name}-4")];
+    if engine == Engine::Etcd {
+        ns.wait_for(
+            "the removed members' claims deleted",
+            2 * MINUTE,
+            || async {
+                let mut left = 0;
+                for c in &removed {
+                    left += usize::from(claims.get_opt(c).await.ok()?.is_some());
+                }
+                (left == 0).then_some(())
+            },
+        )
+        .await;
+    } else {
+        for c in &removed {
+            assert!(
+                claims.get_opt(c).await.unwrap().is_some(),
+                "{c} was not kept"
+            );
+        }
+    }
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = writer.await.unwrap();
+    let events = scale_events(&ns).await;
+    println!(
+        "{name}: 3→5 in {:.1}s, 5→3 in {:.1}s, {} writes acknowledged, {} failed attempts, \
+         longest write gap {:.2}s, events {events:#?}",
+        up_time.as_secs_f64(),
+        down_time.as_secs_f64(),
+        report.acked.len(),
+        report.failures,
+        report.longest_gap.as_secs_f64(),
+    );
+    let count = |r: &str| events.iter().filter(|e| e.starts_with(r)).count();
+    assert_eq!(count("MemberAdded"), 2, "{events:#?}");
+    assert_eq!(count("MemberRemoved"), 2, "{events:#?}");
+    if engine == Engine::Etcd {
+        assert_eq!(count("MemberPromoted"), 2, "{events:#?}");
+    }
+    assert!(report.acked.len() > 50, "{report:?}");
+    assert!(report.bad_reads.is_empty(), "{:?}", report.bad_reads);
+    assert!(
+        report.longest_gap < Duration::from_secs(15),
+        "longest write gap {:?}",
+        report.longest_gap
+    );
+    assert_no_write_lost(engine, &pods, name, &report.acked).await;
     delete_ensemble(&ns, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_scales_3_5_3_through_reconfig() {
+    scale_under_load(Engine::Zookeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_scales_3_5_3_through_learners() {
+    scale_under_load(Engine::Etcd).await;
 }

@@ -87,6 +87,11 @@ pub struct Storage {
     /// When true, the PersistentVolumeClaims are deleted with the resource, and
     /// the data with them. When false (the default), they are kept so that
     /// re-creating the resource under the same name finds its data again.
+    /// For an Ensemble it also covers members removed by a scale-down: true
+    /// deletes each removed member's claim once it is no member any more;
+    /// false keeps it (an etcd member's claim is deleted anyway when a
+    /// later scale-up adds that ordinal again, because etcd refuses to start
+    /// on the data of a removed member).
     #[serde(default)]
     pub delete_claims_on_delete: bool,
 }

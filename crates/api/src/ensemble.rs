@@ -50,7 +50,12 @@ pub struct EnsembleSpec {
     pub engine: EnsembleEngine,
 
     /// Number of members: 1, 3, 5, 7 or 9. An odd number, so that a majority
-    /// (a quorum) survives the loss of the others. `kubectl scale` changes it.
+    /// (a quorum) survives the loss of the others. `kubectl scale` changes it:
+    /// the operator then adds or removes one member at a time through the
+    /// engine's own membership (ZooKeeper reconfig; etcd learners, promoted
+    /// once caught up), without restarting the others, and only while the
+    /// ensemble keeps its quorum. `Progressing` (reason `Scaling`) says what
+    /// it waits for.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 9), extend("x-kubernetes-validations" = [{
         "rule": "self % 2 == 1",

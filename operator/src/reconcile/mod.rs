@@ -1,5 +1,6 @@
 //! The reconcile pipeline shared by every kind:
-//! `dereference → validate → build → apply → orchestrate → update_status`.
+//! `dereference → validate → prepare → build → apply → orchestrate →
+//! update_status`.
 //!
 //! Only `dereference` (the caches), `apply`, `update_status` and the
 //! finalizer touch the API. A kind plugs in by implementing [`Managed`].
@@ -70,6 +71,19 @@ pub trait Managed:
     /// Rules the CRD schema cannot express, and the defaults resolved.
     /// `observed` holds the referenced objects found in the caches.
     fn validate(&self, ctx: &BuildContext, observed: &Observed) -> Result<Self::Valid, Invalid>;
+    /// Before `apply`, unless paused: objects the children need that are
+    /// created once and then owned by `orchestrate` or the engine, not
+    /// rebuilt on every pass (a generated password, a membership list the
+    /// engine changes). The default does nothing.
+    fn prepare(
+        &self,
+        valid: &Self::Valid,
+        observed: &Observed,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = (valid, observed, ctx);
+        async { Ok(()) }
+    }
     /// Pure: the desired children of a validated spec.
     fn build(valid: &Self::Valid, ctx: &BuildContext) -> Desired;
     /// After `apply`, unless paused: the engine-aware steps the spec needs
@@ -196,6 +210,7 @@ async fn run_pipeline<K: Managed>(obj: &K, ctx: &Context) -> Result<Outcome> {
         }
         Ok(_) if paused => None,
         Ok(valid) => {
+            obj.prepare(&valid, &observed, ctx).await?;
             let desired = K::build(&valid, &ctx.build);
             applied = apply::apply(obj, desired, ctx).await?;
             orchestrated = obj.orchestrate(&valid, &observed, ctx).await?;

@@ -173,8 +173,23 @@ const POLICY: &str = "/apis/policy/v1/namespaces/demo";
 const ENSEMBLES: &str = "/apis/tessera.dev/v1alpha1/namespaces/demo/ensembles";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/demo/events";
 
+/// `prepare` of a new ZooKeeper Ensemble: its membership ConfigMap, then
+/// (no Secret cache here) a look for its admin Secret and its creation.
+fn prepare_new() -> Vec<Step> {
+    vec![
+        step(Method::POST, &format!("{NS}/configmaps"), 201, None),
+        step(
+            Method::GET,
+            &format!("{NS}/secrets/zk-admin"),
+            404,
+            Some(status_answer(404, "NotFound")),
+        ),
+        step(Method::POST, &format!("{NS}/secrets"), 201, None),
+    ]
+}
+
 /// The server-side applies of a new Ensemble's children, configuration
-/// first and the StatefulSet last.
+/// first and the StatefulSet last, after `prepare`.
 fn apply_children() -> Vec<Step> {
     let ssa = |path: String| Step {
         method: Method::PATCH,
@@ -183,13 +198,15 @@ fn apply_children() -> Vec<Step> {
         status: 200,
         answer: None,
     };
-    vec![
+    let mut steps = prepare_new();
+    steps.extend([
         ssa(format!("{NS}/configmaps/zk-config")),
         ssa(format!("{NS}/services/zk-headless")),
         ssa(format!("{NS}/services/zk")),
         ssa(format!("{POLICY}/poddisruptionbudgets/zk")),
         ssa(format!("{APPS}/statefulsets/zk")),
-    ]
+    ]);
+    steps
 }
 
 async fn run(
@@ -232,8 +249,27 @@ async fn a_new_ensemble_applies_its_children_then_patches_status_and_announces_i
     let (result, seen, _) = run(ensemble(false), script, |_| {}).await;
     assert!(seen.unexpected.is_empty(), "{:#?}", seen.unexpected);
     result.expect("reconcile succeeds");
+    // prepare: the membership ConfigMap and the admin Secret are owned by
+    // the Ensemble, but not as its controller (apply would delete them).
+    let (members, secret) = (&seen.requests[0].2, &seen.requests[2].2);
+    assert_eq!(members["metadata"]["name"], "zk-members");
+    assert_eq!(
+        members["data"]["zoo.cfg.dynamic"],
+        "server.1=zk-0.zk-headless.demo.svc:2888:3888:participant;2181\n"
+    );
+    assert_eq!(secret["metadata"]["name"], "zk-admin");
+    for body in [members, secret] {
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert!(
+            body["metadata"]["ownerReferences"][0]
+                .get("controller")
+                .is_none()
+        );
+    }
+    assert!(secret["data"]["password"].is_string());
+    assert!(secret["data"]["digest"].is_string());
     // Every child carries the controller reference and the applied hash.
-    for (_, path, body) in &seen.requests[..5] {
+    for (_, path, body) in &seen.requests[3..8] {
         assert_eq!(
             body["metadata"]["ownerReferences"][0]["uid"], "u-1",
             "{path}"
@@ -241,14 +277,14 @@ async fn a_new_ensemble_applies_its_children_then_patches_status_and_announces_i
         assert_eq!(body["metadata"]["ownerReferences"][0]["controller"], true);
         assert!(body["metadata"]["annotations"]["tessera.dev/applied-hash"].is_string());
     }
-    let status = &seen.requests[5].2;
+    let status = &seen.requests[8].2;
     assert_eq!(status["kind"], "Ensemble");
     assert_eq!(
         status["status"]["selector"],
         "app.kubernetes.io/component=server,app.kubernetes.io/instance=zk,app.kubernetes.io/name=zookeeper"
     );
     assert_eq!(status["status"]["observedGeneration"], 1);
-    assert_eq!(seen.requests[6].2["reason"], "Applied");
+    assert_eq!(seen.requests[9].2["reason"], "Applied");
 }
 
 #[tokio::test]
@@ -297,7 +333,7 @@ async fn an_owned_child_no_longer_desired_is_deleted() {
     .await;
     assert!(seen.unexpected.is_empty(), "{:#?}", seen.unexpected);
     result.expect("reconcile succeeds");
-    let reasons: Vec<&Value> = seen.requests[7..].iter().map(|r| &r.2["reason"]).collect();
+    let reasons: Vec<&Value> = seen.requests[10..].iter().map(|r| &r.2["reason"]).collect();
     assert_eq!(reasons, [&json!("Applied"), &json!("DeletedOrphans")]);
     assert_eq!(
         ctx.metrics
@@ -323,7 +359,7 @@ async fn a_conflict_on_the_status_patch_fails_the_reconcile_and_says_so() {
     let err = result.expect_err("a conflict is an error, retried with backoff");
     assert_eq!(err.metric_label(), "api_conflict");
     assert_eq!(errors(&ctx, "api_conflict"), 1);
-    let event = &seen.requests[6].2;
+    let event = &seen.requests[9].2;
     assert_eq!(
         (event["reason"].as_str(), event["type"].as_str()),
         (Some("ReconcileError"), Some("Warning"))
@@ -332,7 +368,8 @@ async fn a_conflict_on_the_status_patch_fails_the_reconcile_and_says_so() {
 
 #[tokio::test]
 async fn a_forbidden_apply_stops_before_the_other_children() {
-    let script = vec![
+    let mut script = prepare_new();
+    script.extend([
         step(
             Method::PATCH,
             &format!("{NS}/configmaps/zk-config"),
@@ -340,7 +377,7 @@ async fn a_forbidden_apply_stops_before_the_other_children() {
             Some(status_answer(403, "Forbidden")),
         ),
         step(Method::POST, EVENTS, 201, None),
-    ];
+    ]);
     let (result, seen, ctx) = run(ensemble(false), script, |_| {}).await;
     assert!(seen.unexpected.is_empty(), "{:#?}", seen.unexpected);
     assert_eq!(
@@ -348,7 +385,7 @@ async fn a_forbidden_apply_stops_before_the_other_children() {
         "api_forbidden"
     );
     assert_eq!(errors(&ctx, "api_forbidden"), 1);
-    assert_eq!(seen.requests[1].2["reason"], "ReconcileError");
+    assert_eq!(seen.requests[4].2["reason"], "ReconcileError");
 }
 
 #[tokio::test]

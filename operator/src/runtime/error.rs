@@ -17,6 +17,16 @@ pub enum Error {
     /// This process does not hold the leader Lease.
     #[error("not the leader")]
     NotLeader,
+    /// The operating system gave no random bytes for a generated password.
+    #[error("no random bytes from the operating system")]
+    Random,
+    /// An engine refused or failed a membership change (a ZooKeeper
+    /// reconfig, an etcd member add); the message is the engine's.
+    #[error("{engine} membership change failed: {message}")]
+    Membership {
+        engine: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
@@ -30,6 +40,8 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Serialize(_) => "serialize",
             Error::NotLeader => "not_leader",
+            Error::Random => "random",
+            Error::Membership { .. } => "membership",
         }
     }
 }

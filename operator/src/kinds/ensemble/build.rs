@@ -59,7 +59,7 @@ pub fn build(ens: &ValidEnsemble, ctx: &BuildContext) -> Desired {
     let members = Members {
         name: &name,
         namespace: &namespace,
-        replicas: ens.replicas,
+        replicas: ens.statefulset_replicas,
     };
     let meta = |child_name: String| ObjectMeta {
         name: Some(child_name),
@@ -154,18 +154,6 @@ pub fn build(ens: &ValidEnsemble, ctx: &BuildContext) -> Desired {
     }
 }
 
-/// The sidecar's engine-specific flags: a ZooKeeper member of a larger
-/// ensemble that reports `standalone` has lost its peers' configuration and
-/// must not count as ready.
-fn sidecar_args(engine: EnsembleEngine, members: &Members) -> Vec<String> {
-    match engine {
-        EnsembleEngine::Zookeeper => {
-            vec!["--zookeeper-members".into(), members.replicas.to_string()]
-        }
-        EnsembleEngine::Etcd => vec![],
-    }
-}
-
 fn statefulset(
     ens: &ValidEnsemble,
     ctx: &BuildContext,
@@ -178,7 +166,7 @@ fn statefulset(
     let cm = configmap_name(members.name);
     let (mut engine_container, scratch_volumes, uid, client_port) = match engine {
         EnsembleEngine::Zookeeper => {
-            let (c, v) = zookeeper::container(&ens.image);
+            let (c, v) = zookeeper::container(&ens.image, members.name);
             (c, v, zookeeper::UID, zookeeper::CLIENT_PORT)
         }
         EnsembleEngine::Etcd => {
@@ -192,7 +180,11 @@ fn statefulset(
         &ctx.tessera_image,
         engine.as_str(),
         client_port,
-        &sidecar_args(engine, members),
+        // Nothing engine-specific: ZooKeeper never runs standalone here
+        // (standaloneEnabled=false), and a flag that counted members would
+        // put the ensemble's size in the pod template, so that a scale
+        // would restart every member.
+        &[],
         ens.pod.adapter,
     ));
 
@@ -202,7 +194,7 @@ fn statefulset(
     shared::statefulset(StatefulSetParts {
         metadata,
         id,
-        replicas: ens.replicas,
+        replicas: members.replicas,
         service_name: headless_name(members.name),
         containers,
         volumes,

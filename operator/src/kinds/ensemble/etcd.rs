@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::build::{DATA_VOLUME, Members};
+use super::membership;
 
 const DATA_MOUNT: &str = "/var/lib/etcd";
 use crate::kinds::shared::{container_security, engine_liveness, engine_readiness, port};
@@ -39,23 +40,11 @@ pub fn flags(members: &Members, user: &BTreeMap<String, String>) -> BTreeMap<Str
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     flags.extend(user.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let initial_cluster = (0..members.replicas)
-        .map(|i| {
-            format!(
-                "{}-{i}=http://{}:{PEER_PORT}",
-                members.name,
-                members.host(i)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    // `initial-cluster` and `initial-cluster-state` are the membership
+    // ConfigMap's (see [`super::membership`]): they change with each member
+    // added, and must not restart the others.
     flags.extend([
         ("data-dir".to_string(), DATA_DIR.to_string()),
-        ("initial-cluster".into(), initial_cluster),
-        // Only read when a member starts with an empty data dir. Joining a
-        // running cluster ("existing") needs a member add first, which is
-        // lifecycle work; until then new members bootstrap with the rest.
-        ("initial-cluster-state".into(), "new".into()),
         (
             "initial-cluster-token".into(),
             format!("{}-{}", members.namespace, members.name),
@@ -116,13 +105,21 @@ pub fn container(image: &str, members: &Members, configmap: &str) -> (Container,
             }),
             ..Default::default()
         }]),
-        env_from: Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource {
-                name: configmap.into(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }]),
+        env_from: Some(
+            [
+                configmap.to_string(),
+                membership::configmap_name(members.name),
+            ]
+            .into_iter()
+            .map(|name| EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name,
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ),
         ports: Some(vec![port("client", CLIENT_PORT), port("peer", PEER_PORT)]),
         readiness_probe: Some(engine_readiness()),
         liveness_probe: Some(engine_liveness()),

@@ -66,9 +66,12 @@ pub struct Answer {
     /// (ZooKeeper's `zk_quorum_size`, etcd's member list less learners),
     /// which may include members that have no pod any more.
     pub voters: Option<u64>,
-    /// ZooKeeper leader only: the ordinals of the voting members in its
-    /// configuration (`conf`: `server.N` participants are ordinal N-1).
+    /// Leader only: the ordinals of the voting members in its
+    /// configuration (ZooKeeper's `conf`: `server.N` participants are
+    /// ordinal N-1; etcd's member list, by peer URL).
     pub voting_ordinals: Option<BTreeSet<i32>>,
+    /// etcd leader only: the ordinals of the learners in its member list.
+    pub learner_ordinals: Option<BTreeSet<i32>>,
     /// etcd: raft entries this member has applied.
     pub applied: Option<u64>,
     /// etcd: raft entries this member knows to be committed.
@@ -119,6 +122,15 @@ impl Live {
                 a.role = Some(Role::Learner);
             }
         }
+    }
+
+    /// The engine's members by ordinal, as the leader reports them.
+    pub fn membership(&self) -> Option<super::scale::Membership> {
+        let leader = self.members.get(self.leader()?)?.as_ref()?;
+        Some(super::scale::Membership {
+            voters: leader.voting_ordinals.clone()?,
+            learners: leader.learner_ordinals.clone().unwrap_or_default(),
+        })
     }
 
     /// The voting members the leader counts, when it said.
@@ -315,28 +327,41 @@ async fn ask_etcd(ip: &str) -> Option<Answer> {
     let client = etcd::Client::new(&url, PROBE_TIMEOUT, None).ok()?;
     let metrics = client.metrics().await.ok()?;
     let mut answer = etcd_answer(&metrics);
-    if answer.role == Some(Role::Leader) {
-        answer.voters = client
-            .post_json("/v3/cluster/member/list", "{}".into())
-            .await
-            .ok()
-            .filter(|r| r.is_ok())
-            .and_then(|r| etcd_voters(&r.body));
+    if answer.role == Some(Role::Leader)
+        && let Ok(list) = client.member_list().await
+    {
+        answer.voters = Some(list.iter().filter(|m| !m.is_learner).count() as u64);
+        let (voting, learners) = etcd_ordinals(&list);
+        answer.voting_ordinals = Some(voting);
+        answer.learner_ordinals = Some(learners);
     }
     Some(answer)
 }
 
-/// Voting members in a `/v3/cluster/member/list` answer: every member but
-/// learners. (The JSON gateway leaves `isLearner` out when it is false.)
-pub fn etcd_voters(body: &str) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let members = v.get("members")?.as_array()?;
-    Some(
-        members
-            .iter()
-            .filter(|m| m.get("isLearner").and_then(|l| l.as_bool()) != Some(true))
-            .count() as u64,
-    )
+/// The ordinals of the voting members and of the learners in etcd's
+/// member list, from each member's first peer URL (`http://<pod>.
+/// <headless>...`): an added member has no name until it starts, but has
+/// its peer URL from the start. Members of no pod of ours are left out.
+pub fn etcd_ordinals(members: &[etcd::Member]) -> (BTreeSet<i32>, BTreeSet<i32>) {
+    let mut voting = BTreeSet::new();
+    let mut learners = BTreeSet::new();
+    for m in members {
+        let Some(ordinal) = m.peer_urls.first().and_then(|u| peer_url_ordinal(u)) else {
+            continue;
+        };
+        if m.is_learner {
+            learners.insert(ordinal);
+        } else {
+            voting.insert(ordinal);
+        }
+    }
+    (voting, learners)
+}
+
+/// `http://e-3.e-headless.ns.svc:2380` is ordinal 3.
+pub fn peer_url_ordinal(url: &str) -> Option<i32> {
+    let host = url.split("://").nth(1)?.split(['.', ':', '/']).next()?;
+    super::orchestrate::ordinal(host)
 }
 
 /// A member's role and raft progress from its `/metrics`.
@@ -511,12 +536,24 @@ mod tests {
     }
 
     #[test]
-    fn etcd_voters_from_the_member_list() {
-        let body = r#"{"header":{"cluster_id":"1"},"members":[{"ID":"1","name":"etcd-0"},
-            {"ID":"2","name":"etcd-1"},{"ID":"3","name":"etcd-3","isLearner":true}]}"#;
-        assert_eq!(etcd_voters(body), Some(2));
-        assert_eq!(etcd_voters("{}"), None);
-        assert_eq!(etcd_voters("not json"), None);
+    fn etcd_members_by_ordinal_from_their_peer_urls() {
+        let member = |id: u64, url: &str, learner: bool| etcd::Member {
+            id,
+            peer_urls: vec![url.into()],
+            is_learner: learner,
+            ..etcd::Member::default()
+        };
+        let list = [
+            member(1, "http://e-0.e-headless.ns.svc:2380", false),
+            member(2, "http://e-3.e-headless.ns.svc:2380", true),
+            member(3, "http://10.0.0.1:2380", false),
+        ];
+        assert_eq!(
+            etcd_ordinals(&list),
+            (BTreeSet::from([0]), BTreeSet::from([3]))
+        );
+        assert_eq!(peer_url_ordinal("http://e-12.h.ns.svc:2380"), Some(12));
+        assert_eq!(peer_url_ordinal("e-1"), None);
         // Five members configured, three pods left: restarting one would
         // leave two of five.
         let mut shrunk = live(vec![etcd(9, 9, true), etcd(9, 9, false), etcd(9, 9, false)]);

@@ -3,8 +3,12 @@
 pub mod build;
 pub mod etcd;
 pub mod members;
+pub mod membership;
 pub mod orchestrate;
+pub mod prepare;
+pub mod reconfigure;
 pub mod roll;
+pub mod scale;
 pub mod validate;
 pub mod zookeeper;
 
@@ -41,8 +45,17 @@ impl Managed for Ensemble {
         }]
     }
 
-    fn validate(&self, ctx: &BuildContext, _: &Observed) -> Result<ValidEnsemble, Invalid> {
-        validate::validate(self, ctx)
+    fn validate(&self, ctx: &BuildContext, observed: &Observed) -> Result<ValidEnsemble, Invalid> {
+        validate::validate(self, ctx, observed)
+    }
+
+    async fn prepare(
+        &self,
+        valid: &ValidEnsemble,
+        observed: &Observed,
+        ctx: &Context,
+    ) -> Result<()> {
+        prepare::prepare(self, valid, observed, ctx).await
     }
 
     fn build(valid: &ValidEnsemble, ctx: &BuildContext) -> Desired {

@@ -1,12 +1,15 @@
 //! `orchestrate` for Ensembles: ask the engines for their members' roles,
-//! then take the roll's next step (see [`super::roll`]).
+//! then take the roll's next step (see [`super::roll`]) or, once every
+//! member runs the latest revision, the next membership change (see
+//! [`super::scale`]).
 //!
 //! The caches may lag the API server by a watch event: a pod deleted a
 //! moment ago can still look ready there. Before it deletes anything, this
 //! step therefore reads the StatefulSet and the pods from the API server
 //! itself, so that two members are never down at once because of a stale
-//! cache. It reads them only while the caches show outdated pods.
+//! cache. It reads them only while the caches show work to do.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +18,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
+use tessera_api::EnsembleEngine;
 
 use super::members::{self, Live};
 use super::roll::{self, Input, Plan, PodFacts, REVISION_LABEL};
 use super::validate::ValidEnsemble;
+use super::{membership, reconfigure, scale};
 use crate::reconcile::orchestrate::delete_pod;
 use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Note, Observed, Orchestrated};
@@ -47,17 +53,26 @@ pub async fn orchestrate(
         .flat_map(|c| &c.statefulsets)
         .find(|s| s.name_any() == valid.name);
     let Some(cached_sts) = cached_sts else {
-        return Ok(settled(valid, live));
+        return Ok(Orchestrated::settled(live));
     };
     let cached_revision = update_revision(cached_sts);
     let outdated_in_cache = cached
         .iter()
         .any(|p| revision(p) != cached_revision.as_deref());
-    if !outdated_in_cache {
-        return Ok(settled(valid, live));
+    let membership = live.membership();
+    let wanted: BTreeSet<i32> = (0..valid.replicas).collect();
+    let scale_in_cache = valid.statefulset_replicas != valid.replicas
+        || membership
+            .as_ref()
+            .is_some_and(|m| m.voters != wanted || !m.learners.is_empty());
+    if !outdated_in_cache && !scale_in_cache {
+        if valid.engine == EnsembleEngine::Etcd && live.leader().is_some() {
+            reconfigure::settle_cluster_state(valid, ctx).await?;
+        }
+        return Ok(Orchestrated::settled(live));
     }
 
-    // The caches show outdated pods: decide from the API server's view.
+    // Something to do: decide from the API server's view.
     let ns = valid.namespace.as_str();
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
@@ -66,7 +81,7 @@ pub async fn orchestrate(
         .await?;
     ctx.metrics.read("ensemble", "list", "statefulsets");
     let Some(sts) = sts.items.into_iter().next() else {
-        return Ok(settled(valid, live));
+        return Ok(Orchestrated::settled(live));
     };
     let selector = cached_sts
         .spec
@@ -84,32 +99,44 @@ pub async fn orchestrate(
     let now = Timestamp::now();
     let facts: Vec<PodFacts> = pods.items.iter().map(|p| pod_facts(p, now)).collect();
     let update_revision = update_revision(&sts);
+    let sts_replicas = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(valid.statefulset_replicas);
 
+    // The roll covers the members the StatefulSet runs now; a scale waits
+    // for it, so that one member at most is ever away.
     let step = roll::plan(&Input {
         engine: valid.engine,
-        desired: valid.replicas,
+        desired: sts_replicas,
         update_revision: update_revision.as_deref(),
         pods: &facts,
         live: &live,
         bound: roll::MEMBER_READY_BOUND,
     });
-    if step == Plan::Settled {
-        return Ok(settled(valid, live));
-    }
-    // A roll that waits on members that do not vote is waiting on the
-    // membership, which only the engine can change: say that too.
-    let membership = membership_note(valid.replicas, &live);
     let mut out = Orchestrated::settled(live);
-    out.degraded = membership;
     match step {
-        Plan::Settled => {}
+        Plan::Settled => {
+            let step = scale::plan(&scale::Input {
+                engine: valid.engine,
+                desired: valid.replicas,
+                statefulset: sts_replicas,
+                listed: listed(valid, ctx),
+                pods: &facts,
+                live: &out.live,
+                membership: membership.as_ref(),
+                bound: roll::MEMBER_READY_BOUND,
+            });
+            reconfigure::take(valid, step, &pods.items, &mut out, ctx).await?;
+        }
         Plan::Wait(progress) => {
-            out.progress = Some(progress);
+            out.progress = Some(scale_waits(progress, sts_replicas, valid.replicas));
             out.requeue = Some(ROLL_REQUEUE);
         }
         Plan::Stuck { progress, degraded } => {
             out.progress = Some(progress);
-            out.degraded = out.degraded.or(Some(degraded));
+            out.degraded = Some(degraded);
             out.requeue = Some(STUCK_REQUEUE);
         }
         Plan::Replace {
@@ -139,42 +166,36 @@ pub async fn orchestrate(
                 // member (each pod incarnation) gets an Event of its own.
                 secondary: Some(target.object_ref(&())),
             });
-            out.progress = Some(progress);
+            out.progress = Some(scale_waits(progress, sts_replicas, valid.replicas));
             out.requeue = Some(ROLL_REQUEUE);
         }
     }
     Ok(out)
 }
 
-/// Nothing to roll. The engine's own count of voting members must still
-/// match the spec: pods added or removed by a scale change only the
-/// StatefulSet, and until the operator changes membership through the
-/// engine (not implemented yet), the ensemble is not what the spec asks
-/// for, and status must not claim it is.
-fn settled(valid: &ValidEnsemble, live: Live) -> Orchestrated<Live> {
-    let note = membership_note(valid.replicas, &live);
-    let mut out = Orchestrated::settled(live);
-    if let Some(note) = note {
-        out.progress = Some(note.clone());
-        out.degraded = Some(note);
-    }
-    out
+/// The members the membership ConfigMap lists, from the cache (none
+/// before `prepare` made it).
+fn listed(valid: &ValidEnsemble, ctx: &Context) -> i32 {
+    let name = membership::configmap_name(&valid.name);
+    ctx.stores
+        .configmaps
+        .get(&ObjectRef::new(&name).within(&valid.namespace))
+        .and_then(|c| c.data.as_ref().map(|d| membership::listed(valid.engine, d)))
+        .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX))
 }
 
-/// `Some` when the leader counts another number of voting members than
-/// `replicas`.
-pub fn membership_note(replicas: i32, live: &Live) -> Option<Note> {
-    let voters = live.voters()?;
-    (voters != u64::try_from(replicas).unwrap_or(0)).then(|| {
-        Note::new(
-            "MembershipNotChanged",
-            format!(
-                "The engine counts {voters} voting members and the spec asks for {replicas}: \
-                 the operator does not change membership through the engine yet (etcd member \
-                 add/remove, ZooKeeper reconfig), see docs/ensemble-lifecycle.md"
-            ),
-        )
-    })
+/// A roll's note, saying that a scale waits for it.
+fn scale_waits(progress: Note, members: i32, desired: i32) -> Note {
+    if members == desired {
+        return progress;
+    }
+    Note {
+        message: format!(
+            "{}; scaling from {members} to {desired} members waits for the roll",
+            progress.message
+        ),
+        ..progress
+    }
 }
 
 /// `updateRevision`, once the StatefulSet controller has seen the latest
@@ -217,31 +238,6 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::StatefulSetStatus;
     use kube::api::ObjectMeta;
-
-    #[test]
-    fn a_voter_count_other_than_the_spec_is_reported() {
-        use crate::kinds::ensemble::members::{Answer, Role};
-        let live = |voters: Option<u64>| Live {
-            members: [(
-                "zk-0".to_string(),
-                Some(Answer {
-                    role: Some(Role::Leader),
-                    voters,
-                    ..Answer::default()
-                }),
-            )]
-            .into(),
-        };
-        assert_eq!(membership_note(3, &live(Some(3))), None);
-        assert_eq!(membership_note(3, &live(None)), None);
-        let note = membership_note(5, &live(Some(3))).unwrap();
-        assert_eq!(note.reason, "MembershipNotChanged");
-        assert!(
-            note.message
-                .starts_with("The engine counts 3 voting members and the spec asks for 5")
-        );
-        assert_eq!(membership_note(3, &Live::default()), None);
-    }
 
     #[test]
     fn ordinals_are_the_last_dash_number() {

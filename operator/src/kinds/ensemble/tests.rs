@@ -43,7 +43,7 @@ fn containers(d: &Desired, name: &str) -> Vec<Container> {
 }
 
 #[test]
-fn zookeeper_zoo_cfg_lists_every_member_on_the_headless_names() {
+fn zookeeper_zoo_cfg_leaves_the_members_to_the_dynamic_file() {
     let d = desired(&zk());
     let cm = d.configmap("zk-config").expect("configmap zk-config");
     let cfg = &cm.data.as_ref().unwrap()["zoo.cfg"];
@@ -62,31 +62,72 @@ fn zookeeper_zoo_cfg_lists_every_member_on_the_headless_names() {
          4lw.commands.whitelist=srvr,ruok,mntr,conf\n\
          reconfigEnabled=true\n\
          standaloneEnabled=false\n\
-         server.1=zk-0.zk-headless.demo.svc:2888:3888;2181\n\
-         server.2=zk-1.zk-headless.demo.svc:2888:3888;2181\n\
-         server.3=zk-2.zk-headless.demo.svc:2888:3888;2181\n"
+         dynamicConfigFile=/var/run/zookeeper/conf/zoo.cfg.dynamic\n"
+    );
+    // The members come from the membership ConfigMap, which `build` does
+    // not make (prepare and the scale steps own it).
+    assert!(d.configmap("zk-members").is_none());
+    let cs = containers(&d, "zk");
+    let script = &cs[0].command.as_ref().unwrap()[2];
+    assert!(
+        script.contains(
+            "cp /etc/tessera-members/zoo.cfg.dynamic /var/run/zookeeper/conf/zoo.cfg.dynamic"
+        ),
+        "{script}"
     );
 }
 
+/// The StatefulSet of an Ensemble that already runs, with `replicas`.
+fn running(replicas: i32) -> Observed {
+    use crate::reconcile::observed::ObservedComponent;
+    let sts = k8s_openapi::api::apps::v1::StatefulSet {
+        metadata: kube::api::ObjectMeta {
+            name: Some("zk".into()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
+            replicas: Some(replicas),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Observed {
+        components: vec![ObservedComponent {
+            component: zk().components().remove(0),
+            statefulsets: vec![std::sync::Arc::new(sts)],
+            pods: vec![],
+        }],
+        ..Observed::default()
+    }
+}
+
 #[test]
-fn zookeeper_user_config_overrides_defaults_and_scaling_adds_members() {
-    let mut ens = zk();
-    ens.spec.replicas = 5;
-    ens.spec.common.config = BTreeMap::from([("tickTime".into(), "3000".into())]);
-    let d = desired(&ens);
-    let cfg = d.configmap("zk-config").unwrap().data.clone().unwrap()["zoo.cfg"].clone();
+fn scaling_changes_neither_the_configuration_nor_the_pod_template() {
+    let ctx = BuildContext::for_tests();
+    let mut five = zk();
+    five.spec.replicas = 5;
+    five.spec.common.config = BTreeMap::from([("tickTime".into(), "3000".into())]);
+    let mut three = zk();
+    three.spec.common.config = five.spec.common.config.clone();
+    let d5 = desired(&five);
+    let d3 = desired(&three);
+    let cfg = d5.configmap("zk-config").unwrap().data.clone().unwrap()["zoo.cfg"].clone();
     assert!(cfg.contains("\ntickTime=3000\n"), "{cfg}");
     assert!(!cfg.contains("tickTime=2000"), "{cfg}");
-    let servers: Vec<&str> = cfg.lines().filter(|l| l.starts_with("server.")).collect();
-    assert_eq!(servers.len(), 5);
-    assert_eq!(
-        servers[4],
-        "server.5=zk-4.zk-headless.demo.svc:2888:3888;2181"
-    );
+    assert_eq!(d5.configmap("zk-config"), d3.configmap("zk-config"));
+    let template = |d: &Desired| d.statefulset("zk").unwrap().spec.clone().unwrap().template;
+    assert_eq!(template(&d5), template(&d3));
+    // A new Ensemble starts with every member; a running one keeps the
+    // size it has until the scale steps change it.
+    let replicas = |d: &Desired| d.statefulset("zk").unwrap().spec.clone().unwrap().replicas;
+    assert_eq!(replicas(&d5), Some(5));
+    let valid = five.validate(&ctx, &running(3)).unwrap();
+    assert_eq!((valid.replicas, valid.statefulset_replicas), (5, 3));
+    assert_eq!(replicas(&Ensemble::build(&valid, &ctx)), Some(3));
 }
 
 #[test]
-fn zookeeper_single_member_runs_standalone() {
+fn zookeeper_single_member_runs_as_an_ensemble_that_can_grow() {
     let mut ens = zk();
     ens.spec.replicas = 1;
     let cfg = desired(&ens)
@@ -96,9 +137,32 @@ fn zookeeper_single_member_runs_standalone() {
         .clone()
         .unwrap()["zoo.cfg"]
         .clone();
-    assert!(!cfg.contains("reconfigEnabled"), "{cfg}");
-    assert!(!cfg.contains("standaloneEnabled"), "{cfg}");
-    assert!(cfg.ends_with("server.1=zk-0.zk-headless.demo.svc:2888:3888;2181\n"));
+    assert!(cfg.contains("\nreconfigEnabled=true\n"), "{cfg}");
+    assert!(cfg.contains("\nstandaloneEnabled=false\n"), "{cfg}");
+}
+
+#[test]
+fn zookeeper_servers_get_the_digest_of_the_admin_secret_only() {
+    let c = &containers(&desired(&zk()), "zk")[0];
+    let env = c.env.clone().unwrap();
+    let digest = env.iter().find(|e| e.name == "ZK_SUPER_DIGEST").unwrap();
+    let key = digest
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (key.name.as_str(), key.key.as_str()),
+        ("zk-admin", "digest")
+    );
+    let flags = env.iter().find(|e| e.name == "SERVER_JVMFLAGS").unwrap();
+    assert_eq!(
+        flags.value.as_deref(),
+        Some("-Dzookeeper.DigestAuthenticationProvider.superDigest=super:$(ZK_SUPER_DIGEST)")
+    );
+    assert!(!env.iter().any(|e| e.name.contains("PASSWORD")));
 }
 
 #[test]
@@ -125,13 +189,6 @@ fn etcd_flags_come_from_the_ordinals_and_headless_names() {
         ("ETCD_AUTO_COMPACTION_MODE", "periodic"),
         ("ETCD_AUTO_COMPACTION_RETENTION", "1"),
         ("ETCD_DATA_DIR", "/var/lib/etcd/data"),
-        (
-            "ETCD_INITIAL_CLUSTER",
-            "etcd-0=http://etcd-0.etcd-headless.demo.svc:2380,\
-             etcd-1=http://etcd-1.etcd-headless.demo.svc:2380,\
-             etcd-2=http://etcd-2.etcd-headless.demo.svc:2380",
-        ),
-        ("ETCD_INITIAL_CLUSTER_STATE", "new"),
         ("ETCD_INITIAL_CLUSTER_TOKEN", "demo-etcd"),
         ("ETCD_LISTEN_CLIENT_URLS", "http://0.0.0.0:2379"),
         ("ETCD_LISTEN_PEER_URLS", "http://0.0.0.0:2380"),
@@ -152,11 +209,16 @@ fn etcd_flags_come_from_the_ordinals_and_headless_names() {
             "--advertise-client-urls=http://$(POD_NAME).etcd-headless.demo.svc:2379",
         ]
     );
-    let env_from = engine.env_from.clone().unwrap();
-    assert_eq!(
-        env_from[0].config_map_ref.as_ref().unwrap().name,
-        "etcd-config"
-    );
+    // The shared flags, then the membership (initial-cluster and its
+    // state), which only `prepare` and the scale steps write.
+    let env_from: Vec<String> = engine
+        .env_from
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.config_map_ref.unwrap().name)
+        .collect();
+    assert_eq!(env_from, ["etcd-config", "etcd-members"]);
 }
 
 #[test]
@@ -281,7 +343,7 @@ fn statefulset_shape() {
     let cs = containers(&d, "zk");
     assert_eq!(
         cs[1].args.clone().unwrap().join(" "),
-        "--engine zookeeper --target 127.0.0.1:2181 --listen 0.0.0.0:8095 --zookeeper-members 3"
+        "--engine zookeeper --target 127.0.0.1:2181 --listen 0.0.0.0:8095"
     );
     assert_eq!(
         cs[2].args.clone().unwrap().join(" "),
@@ -432,7 +494,9 @@ fn user_pod_template_is_merged() {
 
 /// The children of the examples, hashed: a refactor of `build` must not
 /// change a byte of them, or every existing Ensemble would be re-applied
-/// (and its pods rolled) on the operator's upgrade.
+/// (and its pods rolled) on the operator's upgrade. (The last change on
+/// purpose: the member list moved to the membership ConfigMap, so that a
+/// scale restarts nobody; that upgrade rolls each Ensemble once.)
 #[test]
 fn build_output_is_stable() {
     let mut no_adapter = etcd();
@@ -456,10 +520,10 @@ fn build_output_is_stable() {
     assert_eq!(
         hashes,
         [
-            "151d9439b84422c6",
-            "9f0e02d0ba5a5c07",
-            "33c08af2431067d1",
-            "db43b8cd7b94d7b2"
+            "877ab8410752b4fa",
+            "c430db24909d16ed",
+            "ed45c1312909c13f",
+            "638a74ab56bebb66"
         ]
     );
 }

@@ -7,6 +7,7 @@ use tessera_api::validate::SpecCheck;
 use tessera_api::{Ensemble, EnsembleEngine, EnsembleSpec, Invalid};
 
 use crate::kinds::shared::{CommonSettings, PodSettings};
+use crate::reconcile::Observed;
 use crate::reconcile::child::BuildContext;
 
 /// A validated Ensemble: what `build` reads, and nothing else.
@@ -16,15 +17,27 @@ pub struct ValidEnsemble {
     pub namespace: String,
     pub engine: EnsembleEngine,
     pub replicas: i32,
+    /// How many members the StatefulSet runs now. Only `orchestrate` moves
+    /// it toward `replicas`, one membership change at a time (see
+    /// [`super::scale`]), so `build` repeats what it finds; `replicas` when
+    /// there is no StatefulSet yet.
+    pub statefulset_replicas: i32,
     /// `spec.image`, or the engine's image for `spec.version` (or the
     /// engine's default version) through the operator's image mapping.
     pub image: String,
     /// `spec.config`, already checked for keys the operator owns.
     pub config: std::collections::BTreeMap<String, String>,
     pub pod: PodSettings,
+    /// `storage.deleteClaimsOnDelete`: also the claims of members removed
+    /// by a scale-down.
+    pub delete_claims: bool,
 }
 
-pub fn validate(ens: &Ensemble, ctx: &BuildContext) -> Result<ValidEnsemble, Invalid> {
+pub fn validate(
+    ens: &Ensemble,
+    ctx: &BuildContext,
+    observed: &Observed,
+) -> Result<ValidEnsemble, Invalid> {
     ens.spec.check()?;
     let EnsembleSpec {
         engine,
@@ -42,8 +55,19 @@ pub fn validate(ens: &Ensemble, ctx: &BuildContext) -> Result<ValidEnsemble, Inv
         namespace: ens.namespace().unwrap_or_default(),
         engine: *engine,
         replicas: *replicas,
+        statefulset_replicas: statefulset_replicas(observed).unwrap_or(*replicas),
         image,
         config,
         pod,
+        delete_claims: common.storage.delete_claims_on_delete,
     })
+}
+
+/// `spec.replicas` of the StatefulSet in the caches, if there is one.
+pub fn statefulset_replicas(observed: &Observed) -> Option<i32> {
+    observed
+        .components
+        .iter()
+        .flat_map(|c| &c.statefulsets)
+        .find_map(|s| s.spec.as_ref()?.replicas)
 }
