@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use support::*;
 use tessera_api::Broker;
 use tessera_clients::kafka::{Client, ClusterMetadata};
@@ -288,21 +289,182 @@ async fn a_config_change_rolls_every_pod_under_acks_all_writes() {
             pod.name_any()
         );
     }
-    let events = kubectl_ok(&[
-        "-n",
-        &ns.name,
-        "get",
-        "events",
-        "--field-selector",
-        "reason=RestartedMember",
-        "-o",
-        "name",
-    ]);
+    let events = events_by_reason(&ns, "RestartedMember", "name");
     // One per restarted pod: each Event is related to its pod, so the
     // Recorder does not fold them into one series.
     assert!(
         events.lines().count() >= 6,
         "a RestartedMember Event per pod of 3 controllers and 3 brokers:\n{events}"
+    );
+
+    // The same cluster scales its brokers up and, guarded, back down.
+    scale_brokers_3_4_3(&ns, name).await;
+}
+
+/// `kubectl get events` of one reason in the test's namespace, in `output`.
+fn events_by_reason(ns: &TestNs, reason: &str, output: &str) -> String {
+    kubectl_ok(&[
+        "-n",
+        &ns.name,
+        "get",
+        "events",
+        "--field-selector",
+        &format!("reason={reason}"),
+        "-o",
+        output,
+    ])
+}
+
+/// The Broker's `spec.replicas` set to `n`.
+async fn scale_brokers(ns: &TestNs, name: &str, n: i32) {
+    let api: Api<Broker> = ns.api();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": n}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// The brokers' StatefulSet's `spec.replicas`.
+async fn broker_statefulset(ns: &TestNs, name: &str) -> Option<i32> {
+    let sets: Api<StatefulSet> = ns.api();
+    sets.get(&format!("{name}-broker"))
+        .await
+        .ok()?
+        .spec?
+        .replicas
+}
+
+/// The partitions of `topic` that have a replica on broker `id`, with
+/// their replicas.
+async fn held_by(ns: &TestNs, name: &str, topic: &str, id: i32) -> Vec<(i32, Vec<i32>)> {
+    let md = metadata(ns, name, Some(vec![topic.to_string()])).await;
+    md.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.replicas.contains(&id))
+        .map(|p| (p.index, p.replicas.clone()))
+        .collect()
+}
+
+/// 3 → 4 adds a registered broker; 4 → 3 is refused while broker 3 holds
+/// replicas, goes on once they are moved, and unregisters broker 3.
+async fn scale_brokers_3_4_3(ns: &TestNs, name: &str) {
+    let api: Api<Broker> = ns.api();
+    let start = std::time::Instant::now();
+    scale_brokers(ns, name, 4).await;
+    let b = wait_ready(ns, name, 4, 3).await;
+    println!(
+        "BENCH broker scale 3 to 4 brokers, to Ready: {:?}",
+        start.elapsed()
+    );
+    let md = metadata(ns, name, Some(Vec::new())).await;
+    let mut ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id).collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2, 3], "broker 3 registered");
+    assert_eq!(b.status.unwrap().registered_broker_ids, [0, 1, 2, 3]);
+
+    // A topic with replicas on broker 3: placed there on purpose.
+    let mut admin = Client::connect(&broker_addr(ns, name, 0).await, T)
+        .await
+        .unwrap();
+    admin.create_topic("spread", 4, 3, &[]).await.unwrap();
+    settled_leaders(ns, name, "spread", 3).await;
+    admin
+        .reassign_partitions("spread", &[(0, vec![3, 0, 1]), (1, vec![1, 2, 3])])
+        .await
+        .unwrap();
+    ns.wait_for(
+        "broker 3 holding spread-0 and spread-1",
+        2 * MINUTE,
+        || async {
+            let held: Vec<i32> = held_by(ns, name, "spread", 3)
+                .await
+                .iter()
+                .map(|p| p.0)
+                .collect();
+            (held.contains(&0) && held.contains(&1)).then_some(())
+        },
+    )
+    .await;
+
+    // 4 → 3: refused, saying why, and broker 3 stays.
+    scale_brokers(ns, name, 3).await;
+    let blocked = ns
+        .wait_for("the scale-down refused", 2 * MINUTE, || {
+            let api = api.clone();
+            async move {
+                let b = api.get(name).await.ok()?;
+                let (status, reason, message) = condition(&b, "Degraded")?;
+                (status == "True" && reason == "ScaleDownBlocked").then_some(message)
+            }
+        })
+        .await;
+    assert!(
+        blocked.contains("broker 3 still holds") && blocked.contains("spread-0"),
+        "{blocked}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        broker_statefulset(ns, name).await,
+        Some(4),
+        "shrunk while blocked"
+    );
+    let pods: Api<Pod> = ns.api();
+    assert!(
+        pods.get_opt(&format!("{name}-broker-3"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Moved away: the scale-down goes on and broker 3 is unregistered.
+    let moves: Vec<(i32, Vec<i32>)> = held_by(ns, name, "spread", 3)
+        .await
+        .into_iter()
+        .map(|(p, _)| (p, vec![0, 1, 2]))
+        .collect();
+    admin.reassign_partitions("spread", &moves).await.unwrap();
+    let start = std::time::Instant::now();
+    ns.wait_for("broker 3 removed", 5 * MINUTE, || async {
+        let gone = broker_statefulset(ns, name).await == Some(3)
+            && pods
+                .get_opt(&format!("{name}-broker-3"))
+                .await
+                .ok()?
+                .is_none();
+        gone.then_some(())
+    })
+    .await;
+    let b = ns
+        .wait_for("broker 3 unregistered", 2 * MINUTE, || {
+            let api = api.clone();
+            async move {
+                let b = api.get(name).await.ok()?;
+                (b.status.as_ref()?.registered_broker_ids == [0, 1, 2]).then_some(b)
+            }
+        })
+        .await;
+    assert_ne!(
+        condition(&b, "Degraded").map(|c| c.1),
+        Some("ScaleDownBlocked".to_string())
+    );
+    // The controller no longer knows broker 3.
+    let mut admin = Client::connect(&broker_addr(ns, name, 0).await, T)
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.unregister_broker(3).await.unwrap(),
+        tessera_clients::kafka::Unregistered::NotRegistered
+    );
+    let events = events_by_reason(ns, "BrokerUnregistered", "jsonpath={.items[*].message}");
+    assert!(events.contains("Unregistered broker 3"), "{events}");
+    wait_ready(ns, name, 3, 3).await;
+    println!(
+        "BENCH broker scale 4 to 3 brokers, from the replicas moved to Ready: {:?}",
+        start.elapsed()
     );
 }
 

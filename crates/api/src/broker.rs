@@ -56,7 +56,12 @@ pub struct BrokerSpec {
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "engine is immutable"}]))]
     pub engine: BrokerEngine,
 
-    /// Number of brokers, at least 1. `kubectl scale` changes it.
+    /// Number of brokers, at least 1. `kubectl scale` changes it. New
+    /// brokers register themselves; lowering it removes the highest
+    /// brokers one at a time, each only once it holds no partition replica
+    /// (until then `Degraded=True` with reason `ScaleDownBlocked` names what
+    /// it still holds: move it with kafka-reassign-partitions), and then
+    /// unregisters it.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
@@ -230,6 +235,13 @@ pub struct BrokerStatus {
     /// The KRaft controller quorum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_quorum: Option<ControllerQuorum>,
+
+    /// Node ids of the brokers registered with the controllers, as the
+    /// operator has seen them. Kafka 3.9 lists only running (unfenced)
+    /// brokers, so a broker removed by a scale-down is remembered here until
+    /// the operator has unregistered it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registered_broker_ids: Vec<i32>,
 }
 
 /// The observed KRaft controller quorum.

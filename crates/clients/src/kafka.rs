@@ -24,8 +24,10 @@ use tokio::net::TcpStream;
 use crate::conn::{self, deadline};
 use crate::{Error, Result};
 
+mod admin;
 mod quorum;
 mod records;
+pub use admin::Unregistered;
 pub use quorum::{ControllerView, MetadataQuorum};
 
 /// Default largest response frame; metadata of big clusters runs to MiBs.
@@ -395,6 +397,20 @@ fn decode_response<R: Request>(mut body: Bytes, version: i16, id: i32) -> Result
         )));
     }
     Ok(resp)
+}
+
+/// A Kafka error code with the operation it answered.
+fn server(what: &str, code: i16, message: Option<&StrBytes>) -> Error {
+    Error::Server(format!(
+        "{what} error code {code}{}",
+        message.map(|m| format!(": {m}")).unwrap_or_default()
+    ))
+}
+
+/// The broker-side timeout of a request: below the client's own, so that
+/// the broker's answer (an error code) arrives before the client gives up.
+fn timeout_ms(c: &Client) -> i32 {
+    i32::try_from(c.timeout.as_millis() * 3 / 4).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

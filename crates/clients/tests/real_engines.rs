@@ -297,3 +297,39 @@ async fn kafka_topic_produce_and_fetch() {
     let e = c.produce("t", 7, &values, -1).await.unwrap_err();
     assert!(e.to_string().contains("Produce error code"), "{e}");
 }
+
+#[tokio::test]
+async fn kafka_reassignment_and_unregistration() {
+    let b = KafkaBroker::start().expect("kafka");
+    let mut c = kafka::Client::connect(&b.addr(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    c.create_topic("r", 2, 1, &[]).await.unwrap();
+    // Onto the one broker there is: accepted.
+    let mut done = Err(tessera_clients::Error::Closed);
+    for _ in 0..50 {
+        done = c
+            .reassign_partitions("r", &[(0, vec![1]), (1, vec![1])])
+            .await;
+        if done.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done.unwrap();
+    // Onto a broker that does not exist: refused, naming the partition.
+    let e = c
+        .reassign_partitions("r", &[(0, vec![7])])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("AlterPartitionReassignments of r-0 error code"),
+        "{e}"
+    );
+    // A broker id the controller never saw is "not registered", not an error.
+    assert_eq!(
+        c.unregister_broker(42).await.unwrap(),
+        kafka::Unregistered::NotRegistered
+    );
+}

@@ -157,6 +157,30 @@ pub fn context(client: Client) -> (Arc<Context>, Caches) {
     )
 }
 
+/// What the caches show of a resource that runs: one StatefulSet of
+/// `replicas` for `component`, no pods.
+pub fn running(
+    component: crate::reconcile::Component,
+    replicas: i32,
+) -> crate::reconcile::Observed {
+    use crate::reconcile::observed::ObservedComponent;
+    let sts = k8s_openapi::api::apps::v1::StatefulSet {
+        spec: Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
+            replicas: Some(replicas),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    crate::reconcile::Observed {
+        components: vec![ObservedComponent {
+            component,
+            statefulsets: vec![Arc::new(sts)],
+            pods: vec![],
+        }],
+        ..Default::default()
+    }
+}
+
 pub fn ensemble(delete_claims: bool) -> Ensemble {
     serde_json::from_value(json!({
         "apiVersion": "tessera.dev/v1alpha1",

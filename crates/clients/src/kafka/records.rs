@@ -17,7 +17,7 @@ use kafka_protocol::records::{
     RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use super::{Client, proto};
+use super::{Client, proto, server, timeout_ms};
 use crate::{Error, Result};
 
 /// Versions this client encodes: topic names (not ids) throughout.
@@ -27,14 +27,6 @@ const FETCH: (i16, i16, i16) = (FetchRequest::KEY, 4, 12);
 
 /// TOPIC_ALREADY_EXISTS.
 const TOPIC_EXISTS: i16 = 36;
-
-/// A Kafka error code with the operation it answered.
-fn server(what: &str, code: i16, message: Option<&StrBytes>) -> Error {
-    Error::Server(format!(
-        "{what} error code {code}{}",
-        message.map(|m| format!(": {m}")).unwrap_or_default()
-    ))
-}
 
 impl Client {
     /// Creates a topic; an existing one is not an error. Must be sent to a
@@ -213,10 +205,4 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The broker-side timeout of a request: below the client's own, so that
-/// the broker's answer (an error code) arrives before the client gives up.
-fn timeout_ms(c: &Client) -> i32 {
-    i32::try_from(c.timeout.as_millis() * 3 / 4).unwrap_or(i32::MAX)
 }

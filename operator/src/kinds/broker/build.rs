@@ -204,7 +204,7 @@ fn statefulset(
     let (replicas, probe_port) = if controller {
         (b.quorum.controllers(), CONTROLLER_PORT)
     } else {
-        (b.replicas, REPLICATION_PORT)
+        (b.broker_statefulset_replicas, REPLICATION_PORT)
     };
     let (run_vol, run_mount) = scratch("kafka-run", RUN_DIR);
     let (tmp_vol, tmp_mount) = scratch("tmp", "/tmp");

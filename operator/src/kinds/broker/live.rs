@@ -26,6 +26,8 @@ pub struct Live {
     pub brokers: Vec<i32>,
     /// Every partition, by topic; None when no broker answered.
     pub partitions: Option<Vec<(String, Partition)>>,
+    /// Broker ids the operator unregistered in this pass.
+    pub unregistered: Vec<i32>,
 }
 
 /// The addresses of the ready brokers' replication listeners, by pod IP:
@@ -79,5 +81,6 @@ async fn ask(addr: &str) -> tessera_clients::Result<Live> {
         leader_id: (quorum.leader_id >= 0).then_some(quorum.leader_id),
         brokers,
         partitions: Some(partitions),
+        unregistered: Vec::new(),
     })
 }

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod kafka;
 pub mod live;
 pub mod roll;
+pub mod scale;
 pub mod validate;
 
 #[cfg(test)]
@@ -13,8 +14,9 @@ mod tests;
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tessera_api::broker::ControllerQuorum;
@@ -23,9 +25,9 @@ use tessera_api::{Broker, BrokerStatus, CommonSpec, CommonStatus, Invalid};
 use crate::reconcile::child::{BuildContext, Desired};
 use crate::reconcile::orchestrate::delete_pod;
 use crate::reconcile::status::pod_ready;
-use crate::reconcile::{Component, Managed, Observed, Orchestrated};
+use crate::reconcile::{Component, Managed, Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
-use crate::runtime::error::Result;
+use crate::runtime::error::{Error, Result};
 use live::Live;
 use validate::{Quorum, ValidBroker};
 
@@ -56,8 +58,8 @@ impl Managed for Broker {
         out
     }
 
-    fn validate(&self, ctx: &BuildContext, _: &Observed) -> Result<ValidBroker, Invalid> {
-        validate::validate(self, ctx)
+    fn validate(&self, ctx: &BuildContext, observed: &Observed) -> Result<ValidBroker, Invalid> {
+        validate::validate(self, ctx, observed)
     }
 
     fn build(valid: &ValidBroker, ctx: &BuildContext) -> Desired {
@@ -84,7 +86,7 @@ impl Managed for Broker {
         );
         let mut out = Orchestrated::settled(live);
         match step {
-            roll::Step::Done => {}
+            roll::Step::Done => scale_step(self, valid, observed, &mut out, ctx).await?,
             roll::Step::Wait(note) => {
                 out.progress = Some(note);
                 out.requeue = Some(ROLL_PERIOD);
@@ -146,8 +148,20 @@ impl Managed for Broker {
             true => Quorum::Dedicated { controllers },
             false => Quorum::Combined { controllers },
         };
+        // Known registrations: the last status's and what the cluster lists
+        // now, less the brokers unregistered in this pass.
+        let mut registered: Vec<i32> = self
+            .status
+            .as_ref()
+            .map(|s| s.registered_broker_ids.clone())
+            .unwrap_or_default();
+        registered.extend(&live.brokers);
+        registered.retain(|id| !live.unregistered.contains(id));
+        registered.sort_unstable();
+        registered.dedup();
         BrokerStatus {
             common,
+            registered_broker_ids: registered,
             cluster_id,
             ready_brokers: ready_in(build::BROKER_COMPONENT, None),
             controller_quorum: Some(ControllerQuorum {
@@ -162,6 +176,111 @@ impl Managed for Broker {
         }
     }
 }
+
+/// Once nothing rolls: the guarded scale-down of [`scale::plan`].
+async fn scale_step(
+    broker: &Broker,
+    valid: &ValidBroker,
+    observed: &Observed,
+    out: &mut Orchestrated<Live>,
+    ctx: &Context,
+) -> Result<()> {
+    let mut registered: Vec<i32> = broker
+        .status
+        .as_ref()
+        .map(|s| s.registered_broker_ids.clone())
+        .unwrap_or_default();
+    registered.extend(&out.live.brokers);
+    let pods: Vec<i32> = observed
+        .components
+        .iter()
+        .filter(|c| c.component.identity.component == build::BROKER_COMPONENT)
+        .flat_map(|c| &c.pods)
+        .filter_map(|p| ordinal(&p.name_any()))
+        .collect();
+    let step = scale::plan(
+        valid.replicas,
+        valid.broker_statefulset_replicas,
+        &pods,
+        &registered,
+        out.live.partitions.as_deref(),
+    );
+    match step {
+        scale::Step::Settled => {}
+        scale::Step::Wait(note) => {
+            out.progress = Some(note);
+            out.requeue = Some(ROLL_PERIOD);
+        }
+        scale::Step::Blocked(note) => {
+            out.progress = Some(note.clone());
+            out.degraded = Some(note);
+            out.requeue = Some(BLOCKED_PERIOD);
+        }
+        scale::Step::Shrink { to, note } => {
+            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+            let name = format!("{}-{}", valid.name, build::BROKER_COMPONENT);
+            sts.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({"spec": {"replicas": to}})),
+            )
+            .await?;
+            ctx.metrics
+                .write(Broker::METRIC_KIND, "patch", "statefulsets");
+            out.events.push(Event {
+                type_: EventType::Normal,
+                reason: "BrokerRemoved".into(),
+                note: Some(note.message.clone()),
+                action: "Scale".into(),
+                secondary: None,
+            });
+            out.progress = Some(note);
+            out.requeue = Some(ROLL_PERIOD);
+        }
+        scale::Step::Unregister(ids) => {
+            let Some(addr) = live::ready_brokers(observed).into_iter().next() else {
+                out.progress = Some(Note::new(
+                    "ScalingDown",
+                    format!("Waiting for a ready broker to unregister brokers {ids:?}"),
+                ));
+                out.requeue = Some(ROLL_PERIOD);
+                return Ok(());
+            };
+            let mut client = tessera_clients::kafka::Client::connect(&addr, UNREGISTER_TIMEOUT)
+                .await
+                .map_err(|e| kafka_error(&e))?;
+            for id in ids {
+                client
+                    .unregister_broker(id)
+                    .await
+                    .map_err(|e| kafka_error(&e))?;
+                out.live.unregistered.push(id);
+                out.events.push(Event {
+                    type_: EventType::Normal,
+                    reason: "BrokerUnregistered".into(),
+                    note: Some(format!(
+                        "Unregistered broker {id}: its pod is gone after a scale-down"
+                    )),
+                    action: "Scale".into(),
+                    secondary: None,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kafka_error(e: &tessera_clients::Error) -> Error {
+    Error::Membership {
+        engine: "kafka",
+        message: e.to_string(),
+    }
+}
+
+/// A blocked scale-down needs a person to move replicas.
+const BLOCKED_PERIOD: Duration = Duration::from_secs(10);
+/// A bounded wait for the controller's answer.
+const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How soon a roll looks again: a restarted broker takes seconds to rejoin.
 const ROLL_PERIOD: Duration = Duration::from_secs(5);

@@ -461,3 +461,28 @@ fn the_operator_reconciles_brokers() {
     let kinds: Vec<&str> = crate::kinds::KINDS.iter().map(|k| k.name).collect();
     assert!(kinds.contains(&"broker"), "{kinds:?}");
 }
+
+#[test]
+fn brokers_grow_at_once_but_shrink_only_through_the_guarded_scale_down() {
+    use kube::ResourceExt;
+    let ctx = BuildContext::for_tests();
+    let mut b = dedicated();
+    b.spec.replicas = 3;
+    let brokers = |d: &Desired| {
+        d.statefulset(&format!("{}-broker", b.name_any()))
+            .unwrap()
+            .spec
+            .clone()
+            .unwrap()
+            .replicas
+    };
+    // Running 4 with the spec at 3: build keeps 4 until orchestrate has
+    // checked that broker 3 holds nothing.
+    let running = |n| crate::reconcile::tests::running(b.components().remove(0), n);
+    let valid = b.validate(&ctx, &running(4)).unwrap();
+    assert_eq!((valid.replicas, valid.broker_statefulset_replicas), (3, 4));
+    assert_eq!(brokers(&Broker::build(&valid, &ctx)), Some(4));
+    // Running 2 with the spec at 3: grown to 3 at once.
+    let valid = b.validate(&ctx, &running(2)).unwrap();
+    assert_eq!(brokers(&Broker::build(&valid, &ctx)), Some(3));
+}

@@ -12,6 +12,7 @@ use tessera_api::{Broker, BrokerSpec, Invalid};
 
 use super::identity::{self, ClusterId};
 use crate::kinds::shared::{ADAPTER_PORT, CommonSettings, PodSettings, SIDECAR_PORT};
+use crate::reconcile::Observed;
 use crate::reconcile::child::BuildContext;
 
 /// A client listener, once checked: plaintext, on a free port.
@@ -45,6 +46,10 @@ pub struct ValidBroker {
     pub namespace: String,
     /// Number of brokers (pods with the broker role).
     pub replicas: i32,
+    /// How many brokers the StatefulSet runs: `replicas`, or more while a
+    /// scale-down waits for the brokers to remove to hold no replica (see
+    /// [`super::scale`]); only `orchestrate` shrinks it.
+    pub broker_statefulset_replicas: i32,
     pub quorum: Quorum,
     pub listeners: Vec<ValidListener>,
     /// `spec.image`, or the official image of the version.
@@ -62,7 +67,11 @@ pub struct ValidBroker {
 /// log4j 1 configuration files.
 const SUPPORTED: (u32, std::ops::RangeInclusive<u32>) = (3, 7..=9);
 
-pub fn validate(broker: &Broker, ctx: &BuildContext) -> Result<ValidBroker, Invalid> {
+pub fn validate(
+    broker: &Broker,
+    ctx: &BuildContext,
+    observed: &Observed,
+) -> Result<ValidBroker, Invalid> {
     broker.spec.check()?;
     let BrokerSpec {
         engine,
@@ -105,6 +114,8 @@ pub fn validate(broker: &Broker, ctx: &BuildContext) -> Result<ValidBroker, Inva
         name: broker.name_any(),
         namespace: broker.namespace().unwrap_or_default(),
         replicas: *replicas,
+        broker_statefulset_replicas: broker_statefulset_replicas(observed)
+            .map_or(*replicas, |running| running.max(*replicas)),
         quorum,
         listeners,
         image,
@@ -113,6 +124,16 @@ pub fn validate(broker: &Broker, ctx: &BuildContext) -> Result<ValidBroker, Inva
         memory_limit,
         pod,
     })
+}
+
+/// `spec.replicas` of the brokers' StatefulSet in the caches, if it exists.
+pub fn broker_statefulset_replicas(observed: &Observed) -> Option<i32> {
+    observed
+        .components
+        .iter()
+        .filter(|c| c.component.identity.component == super::build::BROKER_COMPONENT)
+        .flat_map(|c| &c.statefulsets)
+        .find_map(|s| s.spec.as_ref()?.replicas)
 }
 
 /// TLS needs certificates the operator does not manage yet: refused rather

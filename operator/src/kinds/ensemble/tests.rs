@@ -77,30 +77,6 @@ fn zookeeper_zoo_cfg_leaves_the_members_to_the_dynamic_file() {
     );
 }
 
-/// The StatefulSet of an Ensemble that already runs, with `replicas`.
-fn running(replicas: i32) -> Observed {
-    use crate::reconcile::observed::ObservedComponent;
-    let sts = k8s_openapi::api::apps::v1::StatefulSet {
-        metadata: kube::api::ObjectMeta {
-            name: Some("zk".into()),
-            ..Default::default()
-        },
-        spec: Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
-            replicas: Some(replicas),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    Observed {
-        components: vec![ObservedComponent {
-            component: zk().components().remove(0),
-            statefulsets: vec![std::sync::Arc::new(sts)],
-            pods: vec![],
-        }],
-        ..Observed::default()
-    }
-}
-
 #[test]
 fn scaling_changes_neither_the_configuration_nor_the_pod_template() {
     let ctx = BuildContext::for_tests();
@@ -121,7 +97,8 @@ fn scaling_changes_neither_the_configuration_nor_the_pod_template() {
     // size it has until the scale steps change it.
     let replicas = |d: &Desired| d.statefulset("zk").unwrap().spec.clone().unwrap().replicas;
     assert_eq!(replicas(&d5), Some(5));
-    let valid = five.validate(&ctx, &running(3)).unwrap();
+    let running = crate::reconcile::tests::running(zk().components().remove(0), 3);
+    let valid = five.validate(&ctx, &running).unwrap();
     assert_eq!((valid.replicas, valid.statefulset_replicas), (5, 3));
     assert_eq!(replicas(&Ensemble::build(&valid, &ctx)), Some(3));
 }
