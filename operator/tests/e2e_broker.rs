@@ -26,11 +26,19 @@ const MINUTE: Duration = Duration::from_secs(60);
 const T: Duration = Duration::from_secs(10);
 
 /// The dedicated example, made small enough for a shared test machine:
-/// 3 brokers and 3 controllers, each JVM with half of 640 MiB.
+/// 3 brokers and 3 controllers, each JVM with half of 640 MiB, and a
+/// cluster-wide `min.insync.replicas` of 1.
 fn small_dedicated() -> Broker {
     let mut b: Broker =
         serde_yaml::from_str(include_str!("../../examples/broker-kafka-dedicated.yaml")).unwrap();
     b.spec.replicas = 3;
+    // The cluster asks for one copy in sync, the `orders` topic for two:
+    // only a roll that reads each topic's own setting keeps its writes
+    // going (the roll test refuses a single NOT_ENOUGH_REPLICAS).
+    b.spec
+        .common
+        .config
+        .insert("min.insync.replicas".into(), "1".into());
     b.spec.common.storage.size =
         k8s_openapi::apimachinery::pkg::api::resource::Quantity("256Mi".into());
     b.spec.common.resources = Some(

@@ -299,7 +299,7 @@ async fn kafka_topic_produce_and_fetch() {
 }
 
 #[tokio::test]
-async fn kafka_reassignment_and_unregistration() {
+async fn kafka_reassignment_unregistration_and_topic_configs() {
     let b = KafkaBroker::start().expect("kafka");
     let mut c = kafka::Client::connect(&b.addr(), Duration::from_secs(10))
         .await
@@ -325,6 +325,33 @@ async fn kafka_reassignment_and_unregistration() {
     assert!(
         e.to_string()
             .contains("AlterPartitionReassignments of r-0 error code"),
+        "{e}"
+    );
+    // Effective settings: the topic's own, or the broker's.
+    c.create_topic(
+        "m",
+        1,
+        1,
+        &[("min.insync.replicas", "1"), ("retention.ms", "1000")],
+    )
+    .await
+    .unwrap();
+    let configs = c
+        .topic_configs(
+            &["m".to_string(), "r".to_string()],
+            &["min.insync.replicas", "retention.ms"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(configs["m"]["retention.ms"], "1000");
+    assert_eq!(configs["m"]["min.insync.replicas"], "1");
+    assert_eq!(configs["r"]["retention.ms"], "604800000");
+    let e = c
+        .topic_configs(&["missing".to_string()], &["retention.ms"])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("DescribeConfigs of topic missing"),
         "{e}"
     );
     // A broker id the controller never saw is "not registered", not an error.

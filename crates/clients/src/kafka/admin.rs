@@ -1,13 +1,18 @@
-//! Cluster administration a broker scale-down needs: moving partition
-//! replicas (AlterPartitionReassignments, KIP-455) and unregistering a
-//! removed broker (UnregisterBroker, KIP-631). Both go to any broker, which
-//! forwards them to the active controller.
+//! Cluster administration the operator needs: moving partition replicas
+//! (AlterPartitionReassignments, KIP-455) and unregistering a removed broker
+//! (UnregisterBroker, KIP-631), which any broker forwards to the active
+//! controller, and topics' effective settings (DescribeConfigs), which the
+//! broker answers itself.
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, TopicName, UnregisterBrokerRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, DescribeConfigsRequest, TopicName,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
@@ -16,6 +21,9 @@ use crate::Result;
 
 const REASSIGN: (i16, i16, i16) = (AlterPartitionReassignmentsRequest::KEY, 0, 0);
 const UNREGISTER: (i16, i16, i16) = (UnregisterBrokerRequest::KEY, 0, 0);
+const DESCRIBE_CONFIGS: (i16, i16, i16) = (DescribeConfigsRequest::KEY, 1, 4);
+/// DescribeConfigs' resource type of a topic.
+const TOPIC: i8 = 2;
 /// `BROKER_ID_NOT_REGISTERED`: the broker is unknown to the controller.
 const NOT_REGISTERED: i16 = 102;
 
@@ -44,6 +52,50 @@ impl Client {
                 resp.error_message.as_ref(),
             )),
         }
+    }
+
+    /// The effective value of each of `keys` for each of `topics` (its own
+    /// setting, else the broker's, else Kafka's default), by topic and key.
+    /// A topic that does not exist is an error naming it.
+    pub async fn topic_configs(
+        &mut self,
+        topics: &[String],
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let version = self.pick(DESCRIBE_CONFIGS).await?;
+        let keys: Vec<StrBytes> = keys
+            .iter()
+            .map(|k| StrBytes::from_string((*k).to_string()))
+            .collect();
+        let req = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(TOPIC)
+                        .with_resource_name(StrBytes::from_string(t.clone()))
+                        .with_configuration_keys(Some(keys.clone()))
+                })
+                .collect(),
+        );
+        let resp = self.send(req, version).await?;
+        let mut out = BTreeMap::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(server(
+                    &format!("DescribeConfigs of topic {}", r.resource_name),
+                    r.error_code,
+                    r.error_message.as_ref(),
+                ));
+            }
+            let values = r
+                .configs
+                .into_iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                .collect();
+            out.insert(r.resource_name.to_string(), values);
+        }
+        Ok(out)
     }
 
     /// Starts moving each `(partition, replicas)` of `topic` to those

@@ -137,8 +137,9 @@ fn defaults(brokers: i32) -> BTreeMap<&'static str, String> {
 }
 
 /// The cluster-wide `min.insync.replicas`: the user's, or the default for
-/// the number of brokers. (A topic may override it; the roll checks the
-/// cluster's value.)
+/// the number of brokers. (A topic may override it: the roll asks the
+/// cluster for each topic's own value and uses this one only for topics it
+/// has no answer for.)
 pub fn min_insync(b: &ValidBroker) -> usize {
     b.config
         .get("min.insync.replicas")

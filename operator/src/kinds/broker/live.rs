@@ -1,6 +1,7 @@
 //! What the Kafka cluster itself says, asked through one ready broker: the
 //! active controller, the registered brokers and every partition.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use super::kafka::REPLICATION_PORT;
 use crate::reconcile::Observed;
 use crate::reconcile::status::pod_ready;
 
+const MIN_INSYNC: &str = "min.insync.replicas";
+
 /// A bounded wait: a reconcile must not hang on one slow broker.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -26,6 +29,8 @@ pub struct Live {
     pub brokers: Vec<i32>,
     /// Every partition, by topic; None when no broker answered.
     pub partitions: Option<Vec<(String, Partition)>>,
+    /// Each topic's effective `min.insync.replicas` (DescribeConfigs).
+    pub min_insync: BTreeMap<String, usize>,
     /// Broker ids the operator unregistered in this pass.
     pub unregistered: Vec<i32>,
 }
@@ -67,6 +72,18 @@ async fn ask(addr: &str) -> tessera_clients::Result<Live> {
     let mut c = Client::connect(addr, TIMEOUT).await?;
     let md = c.metadata(None).await?;
     let quorum = c.describe_quorum().await?;
+    // A topic may ask for more copies in sync than the cluster: without
+    // its setting the roll could take it below, so no answer is no answer.
+    let topics: Vec<String> = md.topics.iter().map(|t| t.name.clone()).collect();
+    let min_insync = if topics.is_empty() {
+        BTreeMap::new()
+    } else {
+        c.topic_configs(&topics, &[MIN_INSYNC])
+            .await?
+            .into_iter()
+            .filter_map(|(t, v)| Some((t, v.get(MIN_INSYNC)?.parse().ok()?)))
+            .collect()
+    };
     let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id).collect();
     brokers.sort_unstable();
     let partitions = md
@@ -81,6 +98,7 @@ async fn ask(addr: &str) -> tessera_clients::Result<Live> {
         leader_id: (quorum.leader_id >= 0).then_some(quorum.leader_id),
         brokers,
         partitions: Some(partitions),
+        min_insync,
         unregistered: Vec::new(),
     })
 }

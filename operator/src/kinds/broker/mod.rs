@@ -82,7 +82,10 @@ impl Managed for Broker {
             &unobserved,
             live.leader_id,
             live.partitions.as_deref(),
-            kafka::min_insync(valid),
+            roll::MinInsync {
+                cluster: kafka::min_insync(valid),
+                topics: live.min_insync.clone(),
+            },
         );
         let mut out = Orchestrated::settled(live);
         match step {

@@ -8,6 +8,8 @@
 //! when every pod of the Broker is present and ready, so that the last
 //! restarted member has rejoined before the next goes.
 
+use std::collections::BTreeMap;
+
 use tessera_clients::kafka::Partition;
 
 use crate::reconcile::Note;
@@ -39,6 +41,29 @@ pub enum Step {
 
 const REASON: &str = "RollingUpdate";
 
+/// `min.insync.replicas` of each topic: its own setting where the cluster
+/// reported it, else the cluster-wide value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MinInsync {
+    pub cluster: usize,
+    pub topics: BTreeMap<String, usize>,
+}
+
+impl MinInsync {
+    pub fn of(&self, topic: &str) -> usize {
+        self.topics.get(topic).copied().unwrap_or(self.cluster)
+    }
+}
+
+impl From<usize> for MinInsync {
+    fn from(cluster: usize) -> MinInsync {
+        MinInsync {
+            cluster,
+            topics: BTreeMap::new(),
+        }
+    }
+}
+
 /// `members` are the pods that exist, `missing` the pods the StatefulSets
 /// want but that do not exist (yet), `unobserved` the StatefulSets whose
 /// controller has not seen their latest spec (their update revision, and so
@@ -51,8 +76,9 @@ pub fn next_step(
     unobserved: &[String],
     leader: Option<i32>,
     partitions: Option<&[(String, Partition)]>,
-    min_insync: usize,
+    min_insync: impl Into<MinInsync>,
 ) -> Step {
+    let min_insync = min_insync.into();
     if let Some(sts) = unobserved.first() {
         // Acting now could restart brokers before controllers, or nothing.
         return Step::Wait(Note::new(
@@ -103,15 +129,16 @@ pub fn next_step(
         };
         if let Some((topic, p)) = partitions
             .iter()
-            .find(|(_, p)| would_fall_below(p, next.node_id, min_insync))
+            .find(|(t, p)| would_fall_below(p, next.node_id, min_insync.of(t)))
         {
             return Step::Wait(Note::new(
                 REASON,
                 format!(
-                    "restarting {} would take {topic}-{} below min.insync.replicas={min_insync} \
+                    "restarting {} would take {topic}-{} below min.insync.replicas={} \
                      ({} of {} replicas in sync); {remaining}",
                     next.pod,
                     p.index,
+                    min_insync.of(topic),
                     p.isr.len(),
                     p.replicas.len()
                 ),
@@ -307,5 +334,24 @@ mod tests {
             restart(next_step(&members, &[], &[], Some(1000), Some(&parts), 2)),
             "k-broker-1"
         );
+    }
+
+    #[test]
+    fn a_topics_own_min_insync_counts_over_the_clusters() {
+        let mut members = cluster(false);
+        members[1].outdated = true; // k-broker-1, node 1
+        let parts = vec![partition(0, &[0, 1, 2], &[0, 1])];
+        // Cluster-wide 1: two in sync are plenty.
+        assert_eq!(
+            restart(next_step(&members, &[], &[], Some(1000), Some(&parts), 1)),
+            "k-broker-1"
+        );
+        // The topic asks for 2: restarting node 1 would leave 1.
+        let min = MinInsync {
+            cluster: 1,
+            topics: BTreeMap::from([("orders".to_string(), 2)]),
+        };
+        let m = wait(next_step(&members, &[], &[], Some(1000), Some(&parts), min));
+        assert!(m.contains("below min.insync.replicas=2"), "{m}");
     }
 }
