@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use support::*;
@@ -307,6 +307,125 @@ async fn a_config_change_rolls_every_pod_under_acks_all_writes() {
 
     // The same cluster scales its brokers up and, guarded, back down.
     scale_brokers_3_4_3(&ns, name).await;
+    // And a broker's volume goes wrong, twice.
+    volumes_are_never_reformatted(&ns, name).await;
+}
+
+/// A broker whose volume says another cluster is refused, loudly, with the
+/// volume untouched; a broker whose claim is deleted starts on a new,
+/// empty volume formatted for this cluster and copies its partitions back.
+async fn volumes_are_never_reformatted(ns: &TestNs, name: &str) {
+    let api: Api<Broker> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let pod = format!("{name}-broker-2");
+    let claim = format!("data-{pod}");
+    let cluster_id = api
+        .get(name)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .cluster_id
+        .unwrap();
+
+    // What each partition of `orders` holds, through a last record written
+    // with acks=all.
+    let mut before = BTreeMap::new();
+    for partition in 0..3 {
+        let leader = leader_of(&pods, name, "orders", partition).await.unwrap();
+        let mut c = Client::connect(&broker_addr(ns, name, leader).await, T)
+            .await
+            .unwrap();
+        let last = c
+            .produce("orders", partition, &[Bytes::from("marker")], -1)
+            .await
+            .unwrap();
+        before.insert(
+            partition,
+            (last, read_all(ns, name, "orders", partition, last).await),
+        );
+    }
+
+    // 1. The volume now names another cluster: the broker refuses to
+    //    start, status quotes why, and the volume is not reformatted.
+    let foreign = "AAAAAAAAAAAAAAAAAAAAAA";
+    exec(
+        ns,
+        &pod,
+        "kafka",
+        &[
+            "sed",
+            "-i",
+            &format!("s/^cluster.id=.*/cluster.id={foreign}/"),
+            "/var/lib/kafka/data/kafka-logs/meta.properties",
+        ],
+    );
+    let claim_uid = claims.get(&claim).await.unwrap().uid();
+    pods.delete(&pod, &Default::default()).await.unwrap();
+    let message = ns
+        .wait_for("the foreign volume reported", 4 * MINUTE, || {
+            let api = api.clone();
+            async move {
+                let b = api.get(name).await.ok()?;
+                let (status, reason, message) = condition(&b, "Degraded")?;
+                (status == "True" && reason == "MemberFailing").then_some(message)
+            }
+        })
+        .await;
+    assert!(
+        message.starts_with(&format!("{pod} (kafka): The volume was left untouched")),
+        "{message}"
+    );
+    assert!(
+        message.contains(foreign) && message.contains(&cluster_id),
+        "{message}"
+    );
+    assert_eq!(claims.get(&claim).await.unwrap().uid(), claim_uid);
+
+    // 2. The claim deleted with its pod: a new, empty volume.
+    claims.delete(&claim, &Default::default()).await.unwrap();
+    pods.delete(&pod, &Default::default()).await.unwrap();
+    ns.wait_for("the broker back on a new volume", 5 * MINUTE, || async {
+        let c = claims.get_opt(&claim).await.ok()??;
+        if c.uid() == claim_uid {
+            return None;
+        }
+        let p = pods.get_opt(&pod).await.ok()??;
+        // A pod made while the old claim was still being deleted waits for
+        // it forever: replace it.
+        let stuck = p.status.as_ref()?.phase.as_deref() == Some("Pending")
+            && p.metadata.creation_timestamp.as_ref()?.0
+                < c.metadata.creation_timestamp.as_ref()?.0;
+        if stuck {
+            let _ = pods.delete(&pod, &Default::default()).await;
+            return None;
+        }
+        tessera_operator::reconcile::status::pod_ready(&p).then_some(())
+    })
+    .await;
+    let meta = exec(
+        ns,
+        &pod,
+        "kafka",
+        &["cat", "/var/lib/kafka/data/kafka-logs/meta.properties"],
+    );
+    assert!(
+        meta.contains(&format!("cluster.id={cluster_id}\n")),
+        "{meta}"
+    );
+    wait_ready(ns, name, 3, 3).await;
+    // Every partition back on three in-sync replicas, holding what it held.
+    settled_leaders(ns, name, "orders", 3).await;
+    for (partition, (last, held)) in before {
+        assert_eq!(
+            read_all(ns, name, "orders", partition, last).await,
+            held,
+            "orders-{partition}"
+        );
+    }
+    let b = api.get(name).await.unwrap();
+    assert_eq!(condition(&b, "Degraded").unwrap().0, "False");
 }
 
 /// `kubectl get events` of one reason in the test's namespace, in `output`.

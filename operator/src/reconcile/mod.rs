@@ -112,6 +112,9 @@ pub trait Managed:
     ) -> Self::Status;
 }
 
+/// How soon to look again while some pod is not ready.
+const UNREADY_REQUEUE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One reconcile of one object. Invalid specs end in `Ok`: they are reported
 /// in status and an Event, and wait for the next change instead of retrying.
 pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
@@ -217,9 +220,18 @@ async fn run_pipeline<K: Managed>(obj: &K, ctx: &Context) -> Result<Outcome> {
             None
         }
     };
+    // A pod that is not ready may be failing in a way status should say
+    // (its termination message): its StatefulSet's status, which triggers
+    // reconciles, does not change while it crash-loops.
+    let unready = observed
+        .pods()
+        .iter()
+        .any(|p| p.metadata.deletion_timestamp.is_none() && !status::pod_ready(p));
     let requeue = orchestrated
         .requeue
-        .map_or(ctx.resync, |r| r.min(ctx.resync));
+        .into_iter()
+        .chain(unready.then_some(UNREADY_REQUEUE))
+        .fold(ctx.resync, std::cmp::min);
     status::update(
         obj,
         ctx,

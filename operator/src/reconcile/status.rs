@@ -33,6 +33,10 @@ pub struct ComponentFacts {
     pub rolled_out: bool,
     /// Pods that exist but are not Ready, by name: the conditions name them.
     pub not_ready: Vec<String>,
+    /// Not-ready pods whose container stopped with a termination message
+    /// ("pod (container): message"): what a start script reports when it
+    /// refuses to go on (a Kafka volume of another cluster).
+    pub failing: Vec<String>,
 }
 
 impl ComponentFacts {
@@ -49,6 +53,12 @@ impl ComponentFacts {
                 .iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
                 .map(|p| p.name_any())
+                .collect(),
+            failing: c
+                .pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
+                .flat_map(|p| termination_messages(p))
                 .collect(),
         };
         let mut spec_replicas = 0;
@@ -155,6 +165,39 @@ impl Facts<'_> {
     }
 }
 
+/// The last termination message of each container of `pod` that has one,
+/// as "pod (container): message", shortened.
+fn termination_messages(pod: &Pod) -> Vec<String> {
+    const MAX: usize = 400;
+    let name = pod.name_any();
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    statuses
+        .into_iter()
+        .flatten()
+        .filter_map(|cs| {
+            let terminated = |s: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+                s?.terminated.as_ref()?.message.clone()
+            };
+            let message =
+                terminated(cs.state.as_ref()).or_else(|| terminated(cs.last_state.as_ref()))?;
+            let message = message.trim();
+            if message.is_empty() {
+                return None;
+            }
+            let short: String = message.chars().take(MAX).collect();
+            let more = if message.chars().count() > MAX {
+                "..."
+            } else {
+                ""
+            };
+            Some(format!("{name} ({}): {short}{more}", cs.name))
+        })
+        .collect()
+}
+
 /// Whether the kubelet reports the pod Ready (its readiness probes pass).
 pub fn pod_ready(pod: &Pod) -> bool {
     pod.status
@@ -200,10 +243,18 @@ pub fn conditions(old: &[Condition], facts: &Facts, now: Timestamp) -> Vec<Condi
     } else {
         ("True", "Reconciling", members.clone())
     };
-    let degraded = match (facts.invalid, facts.degraded) {
-        (Some(e), _) => ("True", e.reason(), e.to_string()),
-        (None, Some(d)) => ("True", d.reason, d.message.clone()),
-        (None, None) => ("False", "AsExpected", "The spec is valid".to_string()),
+    let failing: Vec<&String> = facts.components.iter().flat_map(|c| &c.failing).collect();
+    let degraded = match (facts.invalid, facts.degraded, failing.first()) {
+        (Some(e), _, _) => ("True", e.reason(), e.to_string()),
+        (None, Some(d), _) => ("True", d.reason, d.message.clone()),
+        (None, None, Some(first)) => {
+            let more = match failing.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            ("True", "MemberFailing", format!("{first}{more}"))
+        }
+        (None, None, None) => ("False", "AsExpected", "The spec is valid".to_string()),
     };
     [
         (READY, ready),
@@ -396,7 +447,63 @@ mod tests {
             updated: 3,
             rolled_out: true,
             not_ready: (ready..3).map(|i| format!("{pod}-{i}")).collect(),
+            failing: vec![],
         }
+    }
+
+    #[test]
+    fn a_member_that_stopped_with_a_message_is_degraded_and_quoted() {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+        };
+        let terminated = |message: &str| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 1,
+                message: Some(message.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some("k-broker-2".into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                container_statuses: Some(vec![
+                    ContainerStatus {
+                        name: "kafka".into(),
+                        last_state: Some(terminated("The volume was left untouched: x")),
+                        ..Default::default()
+                    },
+                    ContainerStatus {
+                        name: "sidecar".into(),
+                        last_state: Some(terminated("  ")),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            termination_messages(&pod),
+            ["k-broker-2 (kafka): The volume was left untouched: x"]
+        );
+        let mut f = facts(2, None, false);
+        f.components[0].failing = termination_messages(&pod);
+        let cs = conditions(&[], &f, Timestamp::now());
+        assert_eq!(get(&cs, DEGRADED), ("True", "MemberFailing"));
+        let message = &condition(&cs, DEGRADED).unwrap().message;
+        assert_eq!(
+            message,
+            "k-broker-2 (kafka): The volume was left untouched: x"
+        );
+        // What orchestrate says comes first.
+        let note = Note::new("MemberNotReady", "zk-1 is stuck");
+        f.degraded = Some(&note);
+        let cs = conditions(&[], &f, Timestamp::now());
+        assert_eq!(get(&cs, DEGRADED), ("True", "MemberNotReady"));
     }
 
     fn facts(ready: i32, invalid: Option<&Invalid>, paused: bool) -> Facts<'_> {

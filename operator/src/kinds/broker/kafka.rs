@@ -218,8 +218,9 @@ pub fn log4j() -> String {
 /// Storage is formatted on every start with `--ignore-formatted`: a new
 /// volume is formatted with the cluster id, a formatted one is kept, and a
 /// volume formatted for another cluster or node id makes the format fail,
-/// so the pod crashes with Kafka's message instead of joining the wrong
-/// cluster or being reformatted.
+/// so the pod crashes with Kafka's message (also its termination message,
+/// which status shows) instead of joining the wrong cluster or being
+/// reformatted.
 pub fn start_script(b: &ValidBroker, component: &str) -> String {
     let names = Names {
         name: &b.name,
@@ -256,8 +257,18 @@ if [ "$role" != controller ]; then
 fi
 log4j="-Dlog4j.configuration=file:{CONFIG_MOUNT}/log4j.properties -Dkafka.logs.dir=/tmp"
 echo "formatting {LOG_DIR} for cluster $TESSERA_KAFKA_CLUSTER_ID, node $node_id ($role)"
-java -XX:-UsePerfData -Xmx128m $log4j -cp '/opt/kafka/libs/*' kafka.tools.StorageTool \
-  format --cluster-id="$TESSERA_KAFKA_CLUSTER_ID" -c "$cfg" --ignore-formatted
+if ! out=$(java -XX:-UsePerfData -Xmx128m $log4j -cp '/opt/kafka/libs/*' kafka.tools.StorageTool \
+  format --cluster-id="$TESSERA_KAFKA_CLUSTER_ID" -c "$cfg" --ignore-formatted 2>&1); then
+  echo "$out"
+  # The pod's termination message: the operator's status shows it.
+  # Kafka's own words: not its log lines, not the stack trace.
+  why=$(printf '%s\n' "$out" | grep -v -e '^[[:space:]]*at ' -e '^\[' | grep . | tail -n 2 |
+    sed 's/^Exception in thread "main" [A-Za-z.]*: //' | tr '\n' ' ')
+  printf 'The volume was left untouched: Kafka refused to format %s for cluster %s, node %s: %s' \
+    "{LOG_DIR}" "$TESSERA_KAFKA_CLUSTER_ID" "$node_id" "$why" > /dev/termination-log
+  exit 1
+fi
+echo "$out"
 exec java -XX:-UsePerfData $KAFKA_HEAP_OPTS $log4j -cp '/opt/kafka/libs/*' kafka.Kafka "$cfg"
 "#,
         headless = names.headless(),
