@@ -336,13 +336,21 @@ async fn kafka_reassignment_unregistration_and_topic_configs() {
     )
     .await
     .unwrap();
-    let configs = c
-        .topic_configs(
-            &["m".to_string(), "r".to_string()],
-            &["min.insync.replicas", "retention.ms"],
-        )
-        .await
-        .unwrap();
+    // A topic just created may not be known to the broker's metadata yet.
+    let mut configs = Err(tessera_clients::Error::Closed);
+    for _ in 0..50 {
+        configs = c
+            .topic_configs(
+                &["m".to_string(), "r".to_string()],
+                &["min.insync.replicas", "retention.ms"],
+            )
+            .await;
+        if configs.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let configs = configs.unwrap();
     assert_eq!(configs["m"]["retention.ms"], "1000");
     assert_eq!(configs["m"]["min.insync.replicas"], "1");
     assert_eq!(configs["r"]["retention.ms"], "604800000");
