@@ -425,28 +425,61 @@ async fn all_updated(ns: &TestNs, name: &str) -> bool {
             .all(|p| p.labels().get("controller-revision-hash") == Some(&rev))
 }
 
-async fn roll_under_load(engine: Engine) {
+/// A settled 3-member Ensemble of `engine` in a namespace of its own, with
+/// an operator, and a client writing and reading it (for up to `limit`)
+/// since a few seconds.
+struct Loaded {
+    kc: std::path::PathBuf,
+    ns: TestNs,
+    op: Operator,
+    ens: Ensemble,
+    pods: Api<Pod>,
+    /// Each member pod's uid before anything else happened.
+    uids_before: BTreeMap<String, String>,
+    /// Stops the client.
+    stop: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<ClientReport>,
+}
+
+async fn under_load(engine: Engine, test: &str, limit: Duration) -> Loaded {
     let name = engine.name();
-    let (kc, ns, mut op) = setup(&format!("roll-{name}")).await;
+    let (kc, ns, op) = setup(&format!("{test}-{name}")).await;
     ns.apply_file(&engine.example());
     let ens = wait_settled(&ns, name, 3, 6 * MINUTE).await;
-
-    // 1. Roles from the engines: one leader, followers, the leader column.
-    let leader = assert_roles(&ns, &ens, 3);
     let pods: Api<Pod> = ns.api();
     let uids_before = pod_uids(&pods, name).await;
-
-    // 2. A client writes and reads throughout; a watcher samples the pods.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(client_loop(
-        engine,
-        pods.clone(),
-        name,
-        stop.clone(),
-        15 * MINUTE,
-    ));
-    let watcher = tokio::spawn(watch_roll(ns.name.clone(), name, stop.clone()));
+    let writer = tokio::spawn(client_loop(engine, pods.clone(), name, stop.clone(), limit));
     tokio::time::sleep(Duration::from_secs(3)).await;
+    Loaded {
+        kc,
+        ns,
+        op,
+        ens,
+        pods,
+        uids_before,
+        stop,
+        writer,
+    }
+}
+
+async fn roll_under_load(engine: Engine) {
+    let name = engine.name();
+    // A client writes and reads throughout (from before the checks of 1).
+    let Loaded {
+        kc,
+        ns,
+        mut op,
+        ens,
+        pods,
+        uids_before,
+        stop,
+        writer,
+    } = under_load(engine, "roll", 15 * MINUTE).await;
+    // 1. Roles from the engines: one leader, followers, the leader column.
+    let leader = assert_roles(&ns, &ens, 3);
+    // 2. A watcher samples the pods.
+    let watcher = tokio::spawn(watch_roll(ns.name.clone(), name, stop.clone()));
 
     // 3. A config change rolls the members.
     let roll_start = Instant::now();
@@ -736,21 +769,16 @@ async fn scale_events(ns: &TestNs) -> Vec<String> {
 /// acknowledged is lost.
 async fn scale_under_load(engine: Engine) {
     let name = engine.name();
-    let (kc, ns, mut op) = setup(&format!("scale-{name}")).await;
-    ns.apply_file(&engine.example());
-    wait_settled(&ns, name, 3, 6 * MINUTE).await;
-    let pods: Api<Pod> = ns.api();
-    let uids_before = pod_uids(&pods, name).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(client_loop(
-        engine,
-        pods.clone(),
-        name,
-        stop.clone(),
-        20 * MINUTE,
-    ));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let Loaded {
+        kc,
+        ns,
+        mut op,
+        pods,
+        uids_before,
+        stop,
+        writer,
+        ..
+    } = under_load(engine, "scale", 20 * MINUTE).await;
 
     let api: Api<Ensemble> = ns.api();
     let scale = |n: i32| {

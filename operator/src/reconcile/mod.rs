@@ -223,10 +223,7 @@ async fn run_pipeline<K: Managed>(obj: &K, ctx: &Context) -> Result<Outcome> {
     // A pod that is not ready may be failing in a way status should say
     // (its termination message): its StatefulSet's status, which triggers
     // reconciles, does not change while it crash-loops.
-    let unready = observed
-        .pods()
-        .iter()
-        .any(|p| p.metadata.deletion_timestamp.is_none() && !status::pod_ready(p));
+    let unready = observed.pods().iter().any(|p| status::unready(p));
     let requeue = orchestrated
         .requeue
         .into_iter()

@@ -8,11 +8,13 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::Event;
 
+use crate::runtime::context::Context;
 use crate::runtime::error::Result;
 
 /// A condition's reason and message, as a kind reports them.
@@ -60,6 +62,27 @@ impl<L: Default> Orchestrated<L> {
             ..Orchestrated::default()
         }
     }
+}
+
+/// Sets a StatefulSet's `replicas` (a merge patch). For the steps that
+/// move a size `build` keeps as it finds it (a scale through the engine),
+/// so that `apply` leaves it there.
+pub async fn set_replicas(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    kind: &str,
+) -> Result<()> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({"spec": {"replicas": replicas}})),
+    )
+    .await?;
+    ctx.metrics.write(kind, "patch", "statefulsets");
+    Ok(())
 }
 
 /// Deletes one member's pod so that its StatefulSet (OnDelete) recreates it

@@ -1,6 +1,8 @@
 //! `update_status`: conditions, replica counts and the selector, written
 //! only when they differ from what the object already reports.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -41,6 +43,7 @@ pub struct ComponentFacts {
 
 impl ComponentFacts {
     pub fn observe(c: &ObservedComponent) -> ComponentFacts {
+        let unready: Vec<&Arc<Pod>> = c.pods.iter().filter(|p| unready(p)).collect();
         let mut f = ComponentFacts {
             noun: c.component.noun,
             desired: c.component.desired,
@@ -48,16 +51,9 @@ impl ComponentFacts {
             ready: 0,
             updated: 0,
             rolled_out: !c.statefulsets.is_empty(),
-            not_ready: c
-                .pods
+            not_ready: unready.iter().map(|p| p.name_any()).collect(),
+            failing: unready
                 .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
-                .map(|p| p.name_any())
-                .collect(),
-            failing: c
-                .pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && !pod_ready(p))
                 .flat_map(|p| termination_messages(p))
                 .collect(),
         };
@@ -196,6 +192,11 @@ fn termination_messages(pod: &Pod) -> Vec<String> {
             Some(format!("{name} ({}): {short}{more}", cs.name))
         })
         .collect()
+}
+
+/// A pod that stays (not being deleted) and is not Ready.
+pub fn unready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none() && !pod_ready(pod)
 }
 
 /// Whether the kubelet reports the pod Ready (its readiness probes pass).

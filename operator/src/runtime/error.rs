@@ -30,6 +30,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// For `map_err`: a failed membership call to `engine`, in its words.
+    pub fn membership(engine: &'static str) -> impl Fn(tessera_clients::Error) -> Error {
+        move |e| Error::Membership {
+            engine,
+            message: e.to_string(),
+        }
+    }
+
     /// A short, stable label for the `reason` of error metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

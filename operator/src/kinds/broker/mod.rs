@@ -14,16 +14,15 @@ mod tests;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tessera_api::broker::ControllerQuorum;
 use tessera_api::{Broker, BrokerStatus, CommonSpec, CommonStatus, Invalid};
 
 use crate::reconcile::child::{BuildContext, Desired};
-use crate::reconcile::orchestrate::delete_pod;
+use crate::reconcile::orchestrate::{delete_pod, set_replicas};
 use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Component, Managed, Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
@@ -151,17 +150,7 @@ impl Managed for Broker {
             true => Quorum::Dedicated { controllers },
             false => Quorum::Combined { controllers },
         };
-        // Known registrations: the last status's and what the cluster lists
-        // now, less the brokers unregistered in this pass.
-        let mut registered: Vec<i32> = self
-            .status
-            .as_ref()
-            .map(|s| s.registered_broker_ids.clone())
-            .unwrap_or_default();
-        registered.extend(&live.brokers);
-        registered.retain(|id| !live.unregistered.contains(id));
-        registered.sort_unstable();
-        registered.dedup();
+        let registered = registered(self, live);
         BrokerStatus {
             common,
             registered_broker_ids: registered,
@@ -188,12 +177,7 @@ async fn scale_step(
     out: &mut Orchestrated<Live>,
     ctx: &Context,
 ) -> Result<()> {
-    let mut registered: Vec<i32> = broker
-        .status
-        .as_ref()
-        .map(|s| s.registered_broker_ids.clone())
-        .unwrap_or_default();
-    registered.extend(&out.live.brokers);
+    let registered = registered(broker, &out.live);
     let pods: Vec<i32> = observed
         .components
         .iter()
@@ -220,16 +204,12 @@ async fn scale_step(
             out.requeue = Some(BLOCKED_PERIOD);
         }
         scale::Step::Shrink { to, note } => {
-            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
-            let name = format!("{}-{}", valid.name, build::BROKER_COMPONENT);
-            sts.patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&serde_json::json!({"spec": {"replicas": to}})),
-            )
-            .await?;
-            ctx.metrics
-                .write(Broker::METRIC_KIND, "patch", "statefulsets");
+            let names = kafka::Names {
+                name: &valid.name,
+                namespace: &valid.namespace,
+            };
+            let sts = names.statefulset(build::BROKER_COMPONENT);
+            set_replicas(ctx, &valid.namespace, &sts, to, Broker::METRIC_KIND).await?;
             out.events.push(Event {
                 type_: EventType::Normal,
                 reason: "BrokerRemoved".into(),
@@ -251,12 +231,12 @@ async fn scale_step(
             };
             let mut client = tessera_clients::kafka::Client::connect(&addr, UNREGISTER_TIMEOUT)
                 .await
-                .map_err(|e| kafka_error(&e))?;
+                .map_err(Error::membership("kafka"))?;
             for id in ids {
                 client
                     .unregister_broker(id)
                     .await
-                    .map_err(|e| kafka_error(&e))?;
+                    .map_err(Error::membership("kafka"))?;
                 out.live.unregistered.push(id);
                 out.events.push(Event {
                     type_: EventType::Normal,
@@ -273,11 +253,19 @@ async fn scale_step(
     Ok(())
 }
 
-fn kafka_error(e: &tessera_clients::Error) -> Error {
-    Error::Membership {
-        engine: "kafka",
-        message: e.to_string(),
-    }
+/// The brokers known to be registered: the last status's and what the
+/// cluster lists now, less those unregistered in this pass; sorted.
+fn registered(broker: &Broker, live: &Live) -> Vec<i32> {
+    let mut ids: Vec<i32> = broker
+        .status
+        .as_ref()
+        .map(|s| s.registered_broker_ids.clone())
+        .unwrap_or_default();
+    ids.extend(&live.brokers);
+    ids.retain(|id| !live.unregistered.contains(id));
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// A blocked scale-down needs a person to move replicas.

@@ -65,7 +65,7 @@ pub fn data(
                     .map(|o| {
                         format!(
                             "{}={}",
-                            etcd_member_name(members.name, o),
+                            pod_name(members.name, o),
                             etcd_peer_url(members, o)
                         )
                     })
@@ -106,8 +106,9 @@ pub fn zookeeper_server(members: &Members, ordinal: i32) -> String {
     )
 }
 
-/// An etcd member's name: its pod's name.
-pub fn etcd_member_name(name: &str, ordinal: i32) -> String {
+/// The pod of member `ordinal`: also the member's etcd name
+/// (`--name=$(POD_NAME)`) and, with the claim template's name, its claim.
+pub fn pod_name(name: &str, ordinal: i32) -> String {
     format!("{name}-{ordinal}")
 }
 

@@ -70,28 +70,24 @@ pub async fn prepare(
             // No Secret cache (no kind references Secrets): ask.
             None => api.get_metadata_opt(&secret_name).await?.is_some(),
         };
-        {
-            if !exists {
-                let password = random_password()?;
-                let digest = tessera_clients::zookeeper::session::super_digest(
-                    zookeeper::SUPER_USER,
-                    &password,
-                );
-                let secret = Secret {
-                    metadata: meta(valid, &secret_name, &owner),
-                    data: Some(
-                        [
-                            (zookeeper::ADMIN_PASSWORD_KEY, password),
-                            (zookeeper::ADMIN_DIGEST_KEY, digest),
-                        ]
-                        .into_iter()
-                        .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
-                        .collect(),
-                    ),
-                    ..Secret::default()
-                };
-                create(&api, &secret, ctx).await?;
-            }
+        if !exists {
+            let password = random_password()?;
+            let digest =
+                tessera_clients::zookeeper::session::super_digest(zookeeper::SUPER_USER, &password);
+            let secret = Secret {
+                metadata: meta(valid, &secret_name, &owner),
+                data: Some(
+                    [
+                        (zookeeper::ADMIN_PASSWORD_KEY, password),
+                        (zookeeper::ADMIN_DIGEST_KEY, digest),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+                    .collect(),
+                ),
+                ..Secret::default()
+            };
+            create(&api, &secret, ctx).await?;
         }
     }
     Ok(())

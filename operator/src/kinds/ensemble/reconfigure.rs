@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -24,6 +23,7 @@ use super::scale::Step;
 use super::validate::ValidEnsemble;
 use super::zookeeper;
 use crate::reconcile::Orchestrated;
+use crate::reconcile::orchestrate::set_replicas;
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
 
@@ -47,7 +47,7 @@ pub async fn take(
         namespace: &valid.namespace,
         replicas,
     };
-    let pod_name = |o: i32| membership::etcd_member_name(&valid.name, o);
+    let pod_name = |o: i32| membership::pod_name(&valid.name, o);
     let (progress, event, ordinal) = match step {
         Step::Settled => return Ok(()),
         Step::Wait(note) => {
@@ -63,7 +63,7 @@ pub async fn take(
         }
         Step::Grow { to, progress } => {
             write_members(valid, to, ctx).await?;
-            scale_statefulset(valid, to, ctx).await?;
+            set_replicas(ctx, &valid.namespace, &valid.name, to, "ensemble").await?;
             let note = format!(
                 "Scaled the StatefulSet to {to} pods (up to {})",
                 pod_name(to - 1)
@@ -73,21 +73,17 @@ pub async fn take(
         Step::Join { ordinal, progress } => {
             let leader = etcd_leader(pods, &out.live)?;
             let peer = membership::etcd_peer_url(&members(ordinal + 1), ordinal);
-            let list = leader.member_list().await.map_err(etcd_error)?;
-            if !list
-                .iter()
-                .any(|m| m.peer_urls.first().and_then(|u| peer_url_ordinal(u)) == Some(ordinal))
-            {
+            if etcd_id(&leader, ordinal).await?.is_none() {
                 // A claim left by an earlier member of this ordinal holds
                 // the data of a removed member, which etcd refuses to start.
                 delete_claim(valid, ordinal, ctx).await?;
                 leader
                     .member_add(std::slice::from_ref(&peer), true)
                     .await
-                    .map_err(etcd_error)?;
+                    .map_err(Error::membership("etcd"))?;
             }
             write_members(valid, ordinal + 1, ctx).await?;
-            scale_statefulset(valid, ordinal + 1, ctx).await?;
+            set_replicas(ctx, &valid.namespace, &valid.name, ordinal + 1, "ensemble").await?;
             let note = format!("Added {} ({peer}) as a learner", pod_name(ordinal));
             (progress, ("MemberAdded", note), ordinal)
         }
@@ -97,14 +93,17 @@ pub async fn take(
             session
                 .reconfig(Some(&server), None, None)
                 .await
-                .map_err(zookeeper_error)?;
+                .map_err(Error::membership("zookeeper"))?;
             let note = format!("Added {} as a voting member by reconfig", pod_name(ordinal));
             (progress, ("MemberAdded", note), ordinal)
         }
         Step::Promote { ordinal, progress } => {
             let leader = etcd_leader(pods, &out.live)?;
             if let Some(id) = etcd_id(&leader, ordinal).await? {
-                leader.member_promote(id).await.map_err(etcd_error)?;
+                leader
+                    .member_promote(id)
+                    .await
+                    .map_err(Error::membership("etcd"))?;
             }
             let note = format!("Promoted learner {} to a voting member", pod_name(ordinal));
             (progress, ("MemberPromoted", note), ordinal)
@@ -116,12 +115,15 @@ pub async fn take(
                     session
                         .reconfig(None, Some(&(ordinal + 1).to_string()), None)
                         .await
-                        .map_err(zookeeper_error)?;
+                        .map_err(Error::membership("zookeeper"))?;
                 }
                 EnsembleEngine::Etcd => {
                     let leader = etcd_leader(pods, &out.live)?;
                     if let Some(id) = etcd_id(&leader, ordinal).await? {
-                        leader.member_remove(id).await.map_err(etcd_error)?;
+                        leader
+                            .member_remove(id)
+                            .await
+                            .map_err(Error::membership("etcd"))?;
                     }
                 }
             }
@@ -130,7 +132,7 @@ pub async fn take(
         }
         Step::Shrink { ordinal, progress } => {
             write_members(valid, ordinal, ctx).await?;
-            scale_statefulset(valid, ordinal, ctx).await?;
+            set_replicas(ctx, &valid.namespace, &valid.name, ordinal, "ensemble").await?;
             // The claim goes once its pod has (the claim-protection
             // finalizer holds it until then).
             let claim = if valid.delete_claims {
@@ -212,26 +214,12 @@ async fn write_members(valid: &ValidEnsemble, replicas: i32, ctx: &Context) -> R
     Ok(())
 }
 
-/// Sets the StatefulSet's `replicas`. `build` repeats the size it finds,
-/// so `apply` keeps it.
-async fn scale_statefulset(valid: &ValidEnsemble, replicas: i32, ctx: &Context) -> Result<()> {
-    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
-    api.patch(
-        &valid.name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": {"replicas": replicas}})),
-    )
-    .await?;
-    ctx.metrics.write("ensemble", "patch", "statefulsets");
-    Ok(())
-}
-
 /// Deletes the data claim of member `ordinal`, if one is left.
 async fn delete_claim(valid: &ValidEnsemble, ordinal: i32, ctx: &Context) -> Result<()> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &valid.namespace);
     let claim = format!(
         "{DATA_VOLUME}-{}",
-        membership::etcd_member_name(&valid.name, ordinal)
+        membership::pod_name(&valid.name, ordinal)
     );
     match api.delete(&claim, &DeleteParams::default()).await {
         Ok(_) => {
@@ -258,12 +246,15 @@ fn leader_ip<'a>(live: &Live, pods: &'a [Pod]) -> Result<&'a str> {
 fn etcd_leader(pods: &[Pod], live: &Live) -> Result<etcd::Client> {
     let ip = leader_ip(live, pods)?;
     let url = format!("http://{ip}:{}", super::etcd::CLIENT_PORT);
-    etcd::Client::new(&url, ENGINE_CALL_TIMEOUT, None).map_err(etcd_error)
+    etcd::Client::new(&url, ENGINE_CALL_TIMEOUT, None).map_err(Error::membership("etcd"))
 }
 
 /// The member ID of `ordinal` in etcd's member list, by peer URL.
 async fn etcd_id(client: &etcd::Client, ordinal: i32) -> Result<Option<u64>> {
-    let list = client.member_list().await.map_err(etcd_error)?;
+    let list = client
+        .member_list()
+        .await
+        .map_err(Error::membership("etcd"))?;
     Ok(list
         .iter()
         .find(|m| m.peer_urls.first().and_then(|u| peer_url_ordinal(u)) == Some(ordinal))
@@ -291,25 +282,11 @@ async fn zookeeper_admin(
     let addr = format!("{}:{}", leader_ip(live, pods)?, zookeeper::CLIENT_PORT);
     let mut session = Session::connect(&addr, ENGINE_CALL_TIMEOUT)
         .await
-        .map_err(zookeeper_error)?;
+        .map_err(Error::membership("zookeeper"))?;
     let auth = format!("{}:{password}", zookeeper::SUPER_USER);
     session
         .add_auth("digest", auth.as_bytes())
         .await
-        .map_err(zookeeper_error)?;
+        .map_err(Error::membership("zookeeper"))?;
     Ok(session)
-}
-
-fn etcd_error(e: tessera_clients::Error) -> Error {
-    Error::Membership {
-        engine: "etcd",
-        message: e.to_string(),
-    }
-}
-
-fn zookeeper_error(e: tessera_clients::Error) -> Error {
-    Error::Membership {
-        engine: "zookeeper",
-        message: e.to_string(),
-    }
 }

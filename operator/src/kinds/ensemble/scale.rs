@@ -254,8 +254,7 @@ pub fn plan(input: &Input) -> Step {
                 pod,
                 &name(next),
                 "to start and sync with the leader",
-                m,
-                desired,
+                &count(m),
                 *bound,
             )
         }
@@ -278,8 +277,7 @@ pub fn plan(input: &Input) -> Step {
                     pod,
                     &name(learner),
                     "to catch up with the leader",
-                    m,
-                    desired,
+                    &count(m),
                     *bound,
                 );
             }
@@ -340,11 +338,9 @@ fn waiting_for(
     pod: Option<&PodFacts>,
     name: &str,
     what: &str,
-    m: &Membership,
-    desired: i32,
+    count: &str,
     bound: Duration,
 ) -> Step {
-    let count = format!("{} voting members, {desired} wanted", m.voters.len());
     if let Some(p) = pod.filter(|p| !p.ready && p.age > bound) {
         let why = format!(
             "new member {} has not been ready for {}s; scaling stops until it is ready or the \
