@@ -45,6 +45,12 @@ async fn redis_info_role_and_auth() {
 async fn memcached_stats_and_version() {
     let m = Memcached::start().expect("memcached");
     let mut c = memcached::Client::connect(&m.addr(), T).await.unwrap();
+    assert_eq!(c.get("tessera:missing").await.unwrap(), None);
+    c.set("tessera:k", "a value").await.unwrap();
+    assert_eq!(
+        c.get("tessera:k").await.unwrap().as_deref(),
+        Some("a value")
+    );
     assert!(c.version().await.unwrap().starts_with('1'));
     let stats = c.stats().await.unwrap();
     assert_eq!(stats.get("accepting_conns").map(String::as_str), Some("1"));

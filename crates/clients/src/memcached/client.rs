@@ -1,4 +1,5 @@
-//! A memcached text-protocol client for `version` and `stats`.
+//! A memcached text-protocol client for `version`, `stats`, and `set`/`get`
+//! of text values (enough for health checks and tests, not a cache client).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,6 +66,48 @@ impl Client {
         Ok(out)
     }
 
+    /// `set key 0 0 <len>` → `STORED`. `value` is text on one line: `get`
+    /// reads values back as lines.
+    pub async fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        check_key(key)?;
+        if value.contains(['\r', '\n']) {
+            return Err(Error::Config(
+                "memcached value: one line of text, without CR or LF".into(),
+            ));
+        }
+        let req = format!("set {key} 0 0 {}\r\n{value}\r\n", value.len());
+        let lines = self.request(req.as_bytes(), |_| true).await?;
+        match lines.last().map(String::as_str) {
+            Some("STORED") => Ok(()),
+            other => Err(Error::UnexpectedReply(truncate(other.unwrap_or_default()))),
+        }
+    }
+
+    /// `get key` → its value, or `None` on a miss.
+    pub async fn get(&mut self, key: &str) -> Result<Option<String>> {
+        check_key(key)?;
+        let lines = self
+            .request(format!("get {key}\r\n").as_bytes(), |l| l == "END")
+            .await?;
+        match &lines[..] {
+            [end] if end == "END" => Ok(None),
+            [header, value, end] if end == "END" => {
+                let len = header
+                    .strip_prefix("VALUE ")
+                    .and_then(|h| h.split(' ').nth(2))
+                    .and_then(|n| n.parse::<usize>().ok());
+                // A value holding CRLF would arrive as several lines.
+                if len != Some(value.len()) {
+                    return Err(Error::UnexpectedReply(truncate(header)));
+                }
+                Ok(Some(value.clone()))
+            }
+            other => Err(Error::UnexpectedReply(truncate(
+                other.first().map(String::as_str).unwrap_or_default(),
+            ))),
+        }
+    }
+
     /// Writes `req` and collects reply lines until `is_last` accepts one.
     async fn request(&mut self, req: &[u8], is_last: impl Fn(&str) -> bool) -> Result<Vec<String>> {
         if self.stream.is_none() {
@@ -107,6 +150,17 @@ impl Client {
     }
 }
 
+/// memcached keys: 1 to 250 bytes, no spaces or control characters.
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 250 || key.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(Error::Config(format!(
+            "memcached key {:?}: 1 to 250 bytes without spaces or control characters",
+            truncate(key)
+        )));
+    }
+    Ok(())
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(120).collect()
 }
@@ -140,6 +194,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v, "1.6.18");
+    }
+
+    #[tokio::test]
+    async fn get_parses_a_hit_and_a_miss_and_refuses_a_bad_length() {
+        let get = |reply: &'static [u8]| async move {
+            let a = serve(Behaviour::Reply(reply.to_vec())).await;
+            Client::lazy(&a.to_string(), T).get("k").await
+        };
+        assert_eq!(
+            get(b"VALUE k 0 5\r\nhello\r\nEND\r\n").await.unwrap(),
+            Some("hello".into())
+        );
+        assert_eq!(get(b"END\r\n").await.unwrap(), None);
+        // A value with CRLF inside arrives as two lines: refused, not cut.
+        let e = get(b"VALUE k 0 7\r\nhe\r\nllo\r\nEND\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(e.label(), "unexpected_reply", "{e}");
+        let e = get(b"VALUE k 0 9\r\nhello\r\nEND\r\n").await.unwrap_err();
+        assert_eq!(e.label(), "unexpected_reply", "{e}");
+    }
+
+    #[tokio::test]
+    async fn set_wants_stored_and_bad_keys_or_values_never_reach_the_server() {
+        let a = serve(Behaviour::Reply(b"STORED\r\n".to_vec())).await;
+        Client::lazy(&a.to_string(), T).set("k", "v").await.unwrap();
+        let a = serve(Behaviour::Reply(b"NOT_STORED\r\n".to_vec())).await;
+        let e = Client::lazy(&a.to_string(), T)
+            .set("k", "v")
+            .await
+            .unwrap_err();
+        assert_eq!(e.label(), "unexpected_reply", "{e}");
+        // Refused before connecting: the address is never dialled.
+        let mut c = Client::lazy("127.0.0.1:1", T);
+        let long = "k".repeat(251);
+        for key in ["", "a b", "a\r\nflush_all", long.as_str()] {
+            let e = c.set(key, "v").await.unwrap_err();
+            assert_eq!(e.label(), "config", "{key:?}: {e}");
+            let e = c.get(key).await.unwrap_err();
+            assert_eq!(e.label(), "config", "{key:?}: {e}");
+        }
+        let e = c.set("k", "two\r\nlines").await.unwrap_err();
+        assert_eq!(e.label(), "config", "{e}");
     }
 
     #[tokio::test]
