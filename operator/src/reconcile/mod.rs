@@ -11,6 +11,7 @@ pub mod finalizer;
 pub mod matches;
 pub mod observed;
 pub mod orchestrate;
+pub mod roll;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;

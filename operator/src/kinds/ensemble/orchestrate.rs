@@ -11,33 +11,26 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
 use tessera_api::EnsembleEngine;
 
 use super::members::{self, Live};
-use super::roll::{self, Input, Plan, PodFacts, REVISION_LABEL};
+use super::roll::{self, Input, Plan, PodFacts};
 use super::validate::ValidEnsemble;
 use super::{membership, reconfigure, scale};
-use crate::reconcile::orchestrate::delete_pod;
-use crate::reconcile::status::pod_ready;
+pub use crate::reconcile::roll::ordinal;
+use crate::reconcile::roll::{
+    ROLL_REQUEUE, STUCK_REQUEUE, pod_facts, replace_member, revision, update_revision,
+};
 use crate::reconcile::{Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
-
-/// While a roll goes on, look again this soon: the next member waits for
-/// the last one, and a pod's readiness does not always trigger a reconcile
-/// promptly enough for a short roll.
-const ROLL_REQUEUE: Duration = Duration::from_secs(2);
-/// A stopped roll needs a person; look again at a calmer pace.
-const STUCK_REQUEUE: Duration = Duration::from_secs(30);
 
 pub async fn orchestrate(
     valid: &ValidEnsemble,
@@ -139,33 +132,14 @@ pub async fn orchestrate(
             out.degraded = Some(degraded);
             out.requeue = Some(STUCK_REQUEUE);
         }
-        Plan::Replace {
-            pod,
-            role,
-            progress,
-        } => {
-            let target = pods
-                .items
-                .iter()
-                .find(|p| p.name_any() == pod)
-                .ok_or(Error::MissingField("the pod chosen by the roll"))?;
-            delete_pod(&pod_api, target).await?;
-            ctx.metrics.write("ensemble", "delete", "pods");
-            let role = role.map_or("role unknown", |r| r.as_str());
-            out.events.push(Event {
-                type_: EventType::Normal,
-                reason: "MemberReplaced".into(),
-                note: Some(format!(
-                    "Deleted {pod} ({role}) so that it restarts on revision {}",
-                    update_revision.as_deref().unwrap_or("unknown")
-                )),
-                action: "RollingUpdate".into(),
-                // The pod, with its uid: it names the member in `kubectl
-                // describe`, and the Recorder folds only Events with the
-                // same related object into one series, so each replaced
-                // member (each pod incarnation) gets an Event of its own.
-                secondary: Some(target.object_ref(&())),
-            });
+        Plan::Replace { pod, progress } => {
+            let role = out.live.role(&pod).map_or("role unknown", |r| r.as_str());
+            let why = format!(
+                "Deleted {pod} ({role}) so that it restarts on revision {}",
+                update_revision.as_deref().unwrap_or("unknown")
+            );
+            let event = replace_member(&pod_api, &pods.items, &pod, why, "ensemble", ctx).await?;
+            out.events.push(event);
             out.progress = Some(scale_waits(progress, sts_replicas, valid.replicas));
             out.requeue = Some(ROLL_REQUEUE);
         }
@@ -196,41 +170,6 @@ fn scale_waits(progress: Note, members: i32, desired: i32) -> Note {
         ),
         ..progress
     }
-}
-
-/// `updateRevision`, once the StatefulSet controller has seen the latest
-/// spec; before that, the revision pods are compared with would be stale.
-fn update_revision(sts: &StatefulSet) -> Option<String> {
-    let status = sts.status.as_ref()?;
-    let current = status.observed_generation >= sts.metadata.generation;
-    current.then(|| status.update_revision.clone()).flatten()
-}
-
-fn revision(pod: &Pod) -> Option<&str> {
-    pod.labels().get(REVISION_LABEL).map(String::as_str)
-}
-
-fn pod_facts(pod: &Pod, now: Timestamp) -> PodFacts {
-    let name = pod.name_any();
-    let age = pod
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
-        .unwrap_or_default();
-    PodFacts {
-        ordinal: ordinal(&name).unwrap_or(i32::MAX),
-        revision: revision(pod).map(str::to_string),
-        ready: pod_ready(pod),
-        terminating: pod.metadata.deletion_timestamp.is_some(),
-        age,
-        name,
-    }
-}
-
-/// The ordinal of a StatefulSet pod: the number after the last dash.
-pub fn ordinal(pod: &str) -> Option<i32> {
-    pod.rsplit_once('-')?.1.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,59 +1,15 @@
-//! Rolling a pod template change through an Ensemble, one member at a time.
-//!
-//! The StatefulSet's update strategy is `OnDelete`: the StatefulSet
-//! controller recreates a deleted pod on the latest revision, and the
-//! operator chooses which pod to delete and when. [`plan`] decides from
-//! what is observed now (pods, their revisions, readiness, the engines'
-//! answers) and nothing remembered, so that an operator restarted in the
-//! middle of a roll resumes it, and it deletes a member only while every
-//! member is present, ready and caught up: never two at once.
+//! Rolling a pod template change through an Ensemble, one member at a
+//! time: the shared roll (`crate::reconcile::roll`) with the engines' own
+//! verdict (a ZooKeeper leader's synced followers, etcd members caught up)
+//! and the leader last.
 
 use std::time::Duration;
 
 use tessera_api::EnsembleEngine;
 
-use super::members::{Live, Role};
-use crate::reconcile::Note;
-
-/// How long a member replaced by the roll may take to be ready again
-/// before the roll stops and the Ensemble reports `Degraded`.
-pub const MEMBER_READY_BOUND: Duration = Duration::from_secs(300);
-
-/// The label the StatefulSet controller puts on each pod: the revision of
-/// the pod template it was created from.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
-
-/// What the roll needs to know about one pod.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodFacts {
-    pub name: String,
-    pub ordinal: i32,
-    pub revision: Option<String>,
-    pub ready: bool,
-    pub terminating: bool,
-    /// Since the pod was created.
-    pub age: Duration,
-}
-
-/// The roll's next step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
-    /// Every member runs the latest revision (or the StatefulSet's status
-    /// is not current yet, and nothing can be decided).
-    Settled,
-    /// Members are outdated but one cannot be replaced safely now.
-    Wait(Note),
-    /// A replaced member did not come back within the bound: the roll
-    /// stops until it does (or the spec changes).
-    Stuck { progress: Note, degraded: Note },
-    /// Delete this pod: the StatefulSet controller recreates it on the
-    /// latest revision.
-    Replace {
-        pod: String,
-        role: Option<Role>,
-        progress: Note,
-    },
-}
+use super::members::Live;
+use crate::reconcile::roll;
+pub use crate::reconcile::roll::{MEMBER_READY_BOUND, Plan, PodFacts, REVISION_LABEL};
 
 /// Everything [`plan`] decides from.
 #[derive(Clone, Debug)]
@@ -68,139 +24,25 @@ pub struct Input<'a> {
     pub bound: Duration,
 }
 
-const REASON: &str = "RollingUpdate";
-
 /// The next step of the roll. Pure.
 pub fn plan(input: &Input) -> Plan {
-    let Some(revision) = input.update_revision else {
-        return Plan::Settled;
-    };
-    // Pods beyond `desired` are the StatefulSet's to remove on a scale-down.
-    let members: Vec<&PodFacts> = input
-        .pods
-        .iter()
-        .filter(|p| p.ordinal < input.desired)
-        .collect();
-    let current = |p: &PodFacts| p.revision.as_deref() == Some(revision);
-    let outdated: Vec<&PodFacts> = members.iter().copied().filter(|p| !current(p)).collect();
-    if outdated.is_empty() {
-        return Plan::Settled;
-    }
-    let updated = members.iter().filter(|p| current(p)).count();
-    let count = format!("{updated}/{} members updated", input.desired);
-
-    // A member the roll replaced that is not back in time: stop here.
-    if let Some(p) = members
-        .iter()
-        .find(|p| current(p) && !p.ready && p.age > input.bound)
-    {
-        let why = format!(
-            "{} runs the new revision but has not been ready for {}s; the roll stops until it is \
-             ready or the spec changes",
-            p.name,
-            input.bound.as_secs()
-        );
-        return Plan::Stuck {
-            progress: Note::new(REASON, format!("Stopped: {why} ({count})")),
-            degraded: Note::new("MemberNotReady", why),
-        };
-    }
-
-    // An outdated member that is down anyway (a pod of a broken revision
-    // that a later spec fixed) goes first, as soon as every other member
-    // is up: deleting it takes nothing from the quorum, and waiting for it
-    // to be ready would wait forever.
-    let all_present = (0..input.desired).all(|o| members.iter().any(|p| p.ordinal == o));
-    let down: Vec<&PodFacts> = members
-        .iter()
-        .copied()
-        .filter(|p| p.terminating || !p.ready)
-        .collect();
-    if let [broken] = down[..]
-        && all_present
-        && !broken.terminating
-        && !current(broken)
-    {
-        return Plan::Replace {
-            pod: broken.name.clone(),
-            role: None,
-            progress: Note::new(
-                REASON,
-                format!(
-                    "Replacing member {} (not ready, on an old revision), {count}",
-                    broken.name
-                ),
-            ),
-        };
-    }
-
-    // Every member present, ready, and not on its way out.
-    let missing: Vec<String> = (0..input.desired)
-        .filter(|o| !members.iter().any(|p| p.ordinal == *o))
-        .map(|o| format!("ordinal {o}"))
-        .collect();
-    let waiting: Vec<String> = members
-        .iter()
-        .filter(|p| p.terminating || !p.ready)
-        .map(|p| p.name.clone())
-        .chain(missing)
-        .collect();
-    if !waiting.is_empty() {
-        return Plan::Wait(Note::new(
-            REASON,
-            format!(
-                "Waiting for {} to be ready before replacing the next member ({count})",
-                waiting.join(", ")
-            ),
-        ));
-    }
-
-    // The engines must agree that one member can go. When none of them
-    // answers the operator (a network policy, or pods that do not really
-    // run), readiness is all there is to go by: the sidecar's readiness
-    // probe already requires the engine to serve in quorum.
-    let engines_answer = input.live.answered() > 0;
-    let gate = if engines_answer {
-        input.live.can_lose_one(input.engine)
-    } else {
-        Ok(())
-    };
-    if let Err(why) = gate {
-        return Plan::Wait(Note::new(
-            REASON,
-            format!("Waiting until the ensemble can lose a member: {why} ({count})"),
-        ));
-    }
-
-    // Followers first, from the highest ordinal; the leader last, so that
-    // the ensemble elects once.
-    let victim = outdated
-        .iter()
-        .max_by_key(|p| {
-            let leader = input.live.role(&p.name) == Some(Role::Leader);
-            (!leader, p.ordinal)
-        })
-        .expect("outdated is not empty");
-    let role = input.live.role(&victim.name);
-    let role_text = match role {
-        Some(r) => r.as_str(),
-        None if engines_answer => "role unknown",
-        None => "roles unknown: engines do not answer the operator",
-    };
-    Plan::Replace {
-        pod: victim.name.clone(),
-        role,
-        progress: Note::new(
-            REASON,
-            format!("Replacing member {} ({role_text}), {count}", victim.name),
-        ),
-    }
+    let live = input.live;
+    roll::plan(&roll::Input {
+        desired: input.desired,
+        update_revision: input.update_revision,
+        pods: input.pods,
+        gate: (live.answered() > 0).then(|| live.can_lose_one(input.engine)),
+        last: live.leader(),
+        role: &|pod| live.role(pod).map(|r| r.as_str()),
+        group: "the ensemble",
+        bound: input.bound,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::ensemble::members::Answer;
+    use crate::kinds::ensemble::members::{Answer, Role};
 
     const NEW: &str = "zk-new";
     const BOUND: Duration = Duration::from_secs(300);
@@ -292,12 +134,8 @@ mod tests {
         assert_eq!(replaced(plan_for(&old, &led_by(2))), "zk-1");
         let leader_left = [pod(0, NEW), pod(1, "old"), pod(2, NEW)];
         match plan_for(&leader_left, &led_by(1)) {
-            Plan::Replace {
-                pod,
-                role,
-                progress,
-            } => {
-                assert_eq!((pod.as_str(), role), ("zk-1", Some(Role::Leader)));
+            Plan::Replace { pod, progress } => {
+                assert_eq!(pod, "zk-1");
                 assert_eq!(
                     progress.message,
                     "Replacing member zk-1 (leader), 2/3 members updated"
