@@ -7,6 +7,7 @@ pub mod memcached;
 pub mod orchestrate;
 pub mod placement;
 pub mod redis;
+pub mod roll;
 pub mod validate;
 
 #[cfg(test)]

@@ -1,23 +1,30 @@
 //! `orchestrate` for a ShardedStore: ask every Redis pod about its
-//! replication, apply the shard's [`placement::plan`], and report the shard
-//! map. memcached shards have one pod each: the map only names it.
+//! replication, apply the shard's [`placement::plan`], report the shard
+//! map, and take the roll's next step ([`super::roll`]). memcached shards
+//! have one pod each: the map only names it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType};
 use tessera_api::sharded_store::{ShardReplica, ShardStatus};
 use tessera_api::{ShardedStore, StoreEngine};
 use tessera_clients::redis::{Client, Options};
 use tracing::{info, warn};
 
-use super::build::{pod_host, pod_name, ring_name};
+use super::build::{pod_host, pod_name, ring_name, statefulset_name};
 use super::placement::{self, Answer, PodView, Role, Step};
 use super::validate::ValidStore;
-use super::{memcached, redis};
+use super::{memcached, redis, roll};
+use crate::kinds::shared;
+use crate::reconcile::roll::{
+    MEMBER_READY_BOUND, ROLL_REQUEUE, STUCK_REQUEUE, pod_facts, replace_member, update_revision,
+};
 use crate::reconcile::status::pod_ready;
 use crate::reconcile::{Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
@@ -43,27 +50,189 @@ pub async fn orchestrate(
     observed: &Observed,
     ctx: &Context,
 ) -> Result<Orchestrated<ShardMap>> {
-    match valid.engine {
-        StoreEngine::Memcached => Ok(Orchestrated::settled(memcached_map(valid, observed))),
-        StoreEngine::Redis => redis_shards(store, valid, observed, ctx).await,
-    }
+    let (mut out, gates) = match valid.engine {
+        StoreEngine::Memcached => (
+            Orchestrated::settled(memcached_map(valid, observed)),
+            BTreeMap::new(),
+        ),
+        StoreEngine::Redis => redis_shards(store, valid, observed, ctx).await?,
+    };
+    rolling(valid, observed, &gates, &mut out, ctx).await?;
+    Ok(out)
 }
 
-/// The pods of shard `index`, by name, from the caches.
+/// What the roll needs from a shard's placement: its primary, its replicas
+/// linked to it (with offsets), and whether it can lose a pod now.
+#[derive(Clone, Debug)]
+struct ShardGate {
+    primary: Option<String>,
+    linked: Vec<(String, i64)>,
+    gate: Result<(), String>,
+}
+
+/// How long a primary may pause writes while its replica catches up in a
+/// switchover before Redis gives up (and resumes as the primary).
+const SWITCHOVER_TIMEOUT_MS: &str = "10000";
+
+/// The roll's next step, when the caches show an outdated pod. The step
+/// is decided from the API server's view (the caches may lag by a watch
+/// event, and a pod deleted a moment ago could still look ready there).
+async fn rolling(
+    valid: &ValidStore,
+    observed: &Observed,
+    gates: &BTreeMap<i32, ShardGate>,
+    out: &mut Orchestrated<ShardMap>,
+    ctx: &Context,
+) -> Result<()> {
+    let outdated_in_cache = observed.components.iter().any(|c| {
+        let revision = c.statefulsets.first().and_then(|s| update_revision(s));
+        c.pods
+            .iter()
+            .filter(|p| !terminating(p))
+            .any(|p| crate::reconcile::roll::revision(p) != revision.as_deref())
+    });
+    if !outdated_in_cache {
+        return Ok(());
+    }
+    let ns = valid.namespace.as_str();
+    let selector = format!(
+        "{}={},{}={}",
+        shared::LABEL_NAME,
+        valid.engine.as_str(),
+        shared::LABEL_INSTANCE,
+        valid.name
+    );
+    let lp = ListParams::default().labels(&selector);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let stses = sts_api.list(&lp).await?;
+    ctx.metrics.read(super::METRIC_KIND, "list", "statefulsets");
+    let pods = pod_api.list(&lp).await?;
+    ctx.metrics.read(super::METRIC_KIND, "list", "pods");
+    let now = Timestamp::now();
+    let shards: Vec<roll::Shard> = (0..valid.shards)
+        .map(|index| {
+            let sts = statefulset_name(&valid.name, index);
+            let g = gates.get(&index);
+            roll::Shard {
+                index,
+                desired: valid.members,
+                update_revision: stses
+                    .items
+                    .iter()
+                    .find(|s| s.name_any() == sts)
+                    .and_then(update_revision),
+                pods: pods
+                    .items
+                    .iter()
+                    .filter(|p| p.name_any().rsplit_once('-').map(|(s, _)| s) == Some(sts.as_str()))
+                    .map(|p| pod_facts(p, now))
+                    .collect(),
+                primary: g.and_then(|g| g.primary.clone()),
+                linked: g.map(|g| g.linked.clone()).unwrap_or_default(),
+                gate: g.map(|g| g.gate.clone()),
+            }
+        })
+        .collect();
+    let (progress, requeue) = match roll::plan(&shards, MEMBER_READY_BOUND) {
+        roll::Step::Settled => return Ok(()),
+        roll::Step::Wait(note) => (note, ROLL_REQUEUE),
+        roll::Step::Stuck { progress, degraded } => {
+            out.degraded.get_or_insert(degraded);
+            (progress, STUCK_REQUEUE)
+        }
+        roll::Step::Delete { pod, progress } => {
+            let why =
+                format!("Deleted {pod} so that it restarts on its StatefulSet's latest revision");
+            let event =
+                replace_member(&pod_api, &pods.items, &pod, why, super::METRIC_KIND, ctx).await?;
+            out.events.push(event);
+            (progress, ROLL_REQUEUE)
+        }
+        roll::Step::Switchover {
+            shard,
+            from,
+            to,
+            progress,
+        } => {
+            let ip = |name: &str| {
+                pods.items
+                    .iter()
+                    .find(|p| p.name_any() == name)
+                    .and_then(|p| pod_ip(p))
+                    .map(String::from)
+            };
+            if let (Some(from_ip), Some(to_ip)) = (ip(&from), ip(&to)) {
+                let opts = Options {
+                    timeout: ENGINE_TIMEOUT,
+                    password: password(valid, ctx).await?.ok().flatten(),
+                    ..Options::default()
+                };
+                let port = redis::PORT.to_string();
+                // Redis names its replicas by the address they connect
+                // from: the pod IP.
+                let args = [
+                    "FAILOVER",
+                    "TO",
+                    &to_ip,
+                    &port,
+                    "TIMEOUT",
+                    SWITCHOVER_TIMEOUT_MS,
+                ];
+                match send(&from_ip, opts, &args).await {
+                    Ok(()) => {
+                        info!(store = %valid.name, shard, from = %from, to = %to, "switchover");
+                        out.events.push(Event {
+                            type_: EventType::Normal,
+                            reason: "Switchover".into(),
+                            note: Some(format!(
+                                "{}: {from} hands the primary role to {to} (FAILOVER) before it is replaced",
+                                ring_name(shard)
+                            )),
+                            action: "RollingUpdate".into(),
+                            secondary: None,
+                        });
+                    }
+                    // Already under way, or refused: the next pass sees
+                    // the roles as they are and decides again.
+                    Err(e) => {
+                        warn!(store = %valid.name, shard, from = %from, error = %e, "switchover not started")
+                    }
+                }
+            }
+            (progress, ROLL_REQUEUE)
+        }
+    };
+    if out.degraded.is_none() || out.progress.is_none() {
+        out.progress = Some(progress);
+    }
+    out.requeue = Some(out.requeue.map_or(requeue, |r| r.min(requeue)));
+    Ok(())
+}
+
+/// How often a Redis store is checked while a deleted primary hands over:
+/// the replica is promoted soon after the old primary exits.
+const HANDOVER_RECHECK: Duration = Duration::from_secs(1);
+
+/// The pods of shard `index`, by name, from the caches, terminating ones
+/// included.
 fn shard_pods(observed: &Observed, index: i32) -> BTreeMap<String, &Pod> {
     let shard = ring_name(index);
     observed
         .components
         .iter()
         .find(|c| c.component.identity.component == shard)
-        .map(|c| {
-            c.pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .map(|p| (p.name_any(), p.as_ref()))
-                .collect()
-        })
+        .map(|c| c.pods.iter().map(|p| (p.name_any(), p.as_ref())).collect())
         .unwrap_or_default()
+}
+
+fn terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// Ready and staying.
+fn serving(pod: &Pod) -> bool {
+    !terminating(pod) && pod_ready(pod)
 }
 
 fn pod_ip(pod: &Pod) -> Option<&str> {
@@ -87,7 +256,7 @@ fn memcached_map(valid: &ValidStore, observed: &Observed) -> ShardMap {
         .map(|index| {
             let pods = shard_pods(observed, index);
             let name = pod_name(&valid.name, index, 0);
-            let pod = pods.get(&name);
+            let pod = pods.get(&name).filter(|p| !terminating(p));
             ShardStatus {
                 index,
                 name: ring_name(index),
@@ -170,7 +339,7 @@ async fn redis_shards(
     valid: &ValidStore,
     observed: &Observed,
     ctx: &Context,
-) -> Result<Orchestrated<ShardMap>> {
+) -> Result<(Orchestrated<ShardMap>, BTreeMap<i32, ShardGate>)> {
     let opts = match password(valid, ctx).await? {
         Ok(password) => Options {
             timeout: ENGINE_TIMEOUT,
@@ -178,11 +347,12 @@ async fn redis_shards(
             ..Options::default()
         },
         Err(note) => {
-            return Ok(Orchestrated {
+            let out = Orchestrated {
                 degraded: Some(note),
                 requeue: Some(REDIS_RECHECK),
                 ..Orchestrated::default()
-            });
+            };
+            return Ok((out, BTreeMap::new()));
         }
     };
     let recorded: BTreeMap<i32, String> = store
@@ -199,13 +369,21 @@ async fn redis_shards(
     let port = redis::PORT.to_string();
     let mut waiting = Vec::new();
     let mut without_primary = Vec::new();
+    let mut gates = BTreeMap::new();
     for index in 0..valid.shards {
         let pods = shard_pods(observed, index);
         let names: Vec<String> = (0..valid.members)
             .map(|o| pod_name(&valid.name, index, o))
             .collect();
+        let rec = recorded.get(&index).map(String::as_str);
         let answers = futures::future::join_all(names.iter().map(|n| {
-            let ip = pods.get(n).and_then(|p| pod_ip(p)).map(String::from);
+            // Of the terminating pods only a recorded primary is asked: it
+            // may still be handing over to its replicas.
+            let ip = pods
+                .get(n)
+                .filter(|p| !terminating(p) || rec == Some(n.as_str()))
+                .and_then(|p| pod_ip(p))
+                .map(String::from);
             let opts = opts.clone();
             async move {
                 match ip {
@@ -224,13 +402,16 @@ async fn redis_shards(
                 ordinal: ordinal as i32,
                 host: pod_host(&valid.name, &valid.namespace, n),
                 answer,
-                ready: pods.get(n).is_some_and(|p| pod_ready(p)),
+                ready: pods.get(n).is_some_and(|p| serving(p)),
+                terminating: pods.get(n).is_some_and(|p| terminating(p)),
             })
             .collect();
-        let rec = recorded.get(&index).map(String::as_str);
         let plan = placement::plan(&views, rec, redis::PORT);
         if let Some(why) = &plan.waiting {
             waiting.push(format!("{}: {why}", ring_name(index)));
+            if plan.primary.is_some() {
+                out.requeue = Some(HANDOVER_RECHECK);
+            }
         }
         let mut failed = false;
         for step in &plan.steps {
@@ -274,13 +455,42 @@ async fn redis_shards(
         // Until a new primary is chosen the recorded one stays: it is what
         // the next pass (or a restarted operator) fails over from.
         let shown = primary.clone().or_else(|| rec.map(String::from));
-        out.live.shards.push(shard_status(
+        let status = shard_status(
             index,
             shown.as_deref(),
             &views,
             &pods,
             !plan.steps.is_empty(),
-        ));
+        );
+        let unlinked: Vec<&str> = status
+            .replicas
+            .iter()
+            .filter(|r| !r.linked)
+            .map(|r| r.name.as_str())
+            .collect();
+        let gate = match (&primary, &plan.waiting) {
+            (_, Some(why)) => Err(why.clone()),
+            (None, None) => Err("no primary".to_string()),
+            _ if !plan.steps.is_empty() => Err("its pods are being placed".to_string()),
+            _ if !unlinked.is_empty() => {
+                Err(format!("{} not linked to the primary", unlinked.join(", ")))
+            }
+            _ => Ok(()),
+        };
+        let linked = views
+            .iter()
+            .filter(|v| status.replicas.iter().any(|r| r.linked && r.name == v.name))
+            .filter_map(|v| Some((v.name.clone(), v.answer.as_ref()?.offset)))
+            .collect();
+        gates.insert(
+            index,
+            ShardGate {
+                primary,
+                linked,
+                gate,
+            },
+        );
+        out.live.shards.push(status);
     }
     if !without_primary.is_empty() {
         out.degraded = Some(Note::new(
@@ -292,6 +502,8 @@ async fn redis_shards(
             ),
         ));
         out.progress = Some(Note::new("PlacingPrimaries", waiting.join("; ")));
+    } else if !waiting.is_empty() {
+        out.progress = Some(Note::new("PrimaryHandover", waiting.join("; ")));
     } else if out
         .live
         .shards
@@ -303,7 +515,7 @@ async fn redis_shards(
             "replicas are connecting to their shard's primary",
         ));
     }
-    Ok(out)
+    Ok((out, gates))
 }
 
 /// One shard's entry in status. `moved`: steps were just sent, so the
@@ -350,7 +562,7 @@ fn shard_status(
             .map(|ip| address(ip, redis::PORT)),
         ready_replicas: replicas
             .iter()
-            .filter(|r| pods.get(&r.name).is_some_and(|p| pod_ready(p)))
+            .filter(|r| pods.get(&r.name).is_some_and(|p| serving(p)))
             .count() as i32,
         replicas,
     }

@@ -3,7 +3,11 @@
 //! recorded in status, so that every rule has a unit test.
 //!
 //! The rules (docs/shardedstore.md):
-//! - a recorded primary that answers as a primary stays;
+//! - a recorded primary that answers as a primary stays, also while its pod
+//!   is terminating: Redis then stops taking writes and waits for its
+//!   replicas to catch up before it exits (`shutdown-timeout`), so the
+//!   shard waits for that handover instead of promoting a replica that
+//!   would miss the last writes;
 //! - otherwise a primary is chosen only from a complete view: every pod the
 //!   shard should have answered, except a recorded primary that is lost (the
 //!   failover case): it does not answer and its pod is not Ready either, so
@@ -44,9 +48,13 @@ pub struct PodView {
     pub host: String,
     /// None: no pod, no IP yet, or it did not answer.
     pub answer: Option<Answer>,
-    /// The kubelet reports the pod Ready (the sidecar's check passes): a
-    /// second opinion before a primary that did not answer is called lost.
+    /// The kubelet reports the pod Ready (the sidecar's check passes) and it
+    /// is not terminating: a second opinion before a primary that did not
+    /// answer is called lost.
     pub ready: bool,
+    /// The pod is being deleted. Only a recorded primary is asked then (its
+    /// `answer`); any other terminating pod has none.
+    pub terminating: bool,
 }
 
 /// A change to send to one pod.
@@ -63,7 +71,8 @@ pub struct Plan {
     /// The shard's primary once `steps` are done; None while waiting.
     pub primary: Option<String>,
     pub steps: Vec<Step>,
-    /// Why no primary can be chosen yet.
+    /// Why the shard waits: no primary can be chosen yet (`primary` is
+    /// None), or its primary is handing over before it exits.
     pub waiting: Option<String>,
 }
 
@@ -77,6 +86,19 @@ pub fn plan(pods: &[PodView], recorded: Option<&str>, port: i32) -> Plan {
     };
     let mut steps = Vec::new();
     let primary = match recorded {
+        Some(r)
+            if answer(r).is_some_and(|a| a.role == Role::Primary)
+                && pods.iter().any(|p| p.name == r && p.terminating) =>
+        {
+            return Plan {
+                primary: Some(r.to_string()),
+                steps: Vec::new(),
+                waiting: Some(format!(
+                    "primary {r} is shutting down: it takes no more writes and waits for its \
+                     replicas to catch up; a replica is promoted once it has exited"
+                )),
+            };
+        }
         Some(r) if answer(r).is_some_and(|a| a.role == Role::Primary) => r.to_string(),
         Some(r) if answer(r).is_none() && pods.iter().any(|p| p.name == r && p.ready) => {
             return waiting(format!(

@@ -452,6 +452,7 @@ fn shard(answers: Vec<Option<Answer>>) -> Vec<PodView> {
                 ordinal: i as i32,
                 // Ready pods answer; these tests' silent pods are gone.
                 ready: answer.is_some(),
+                terminating: false,
                 answer,
             }
         })
@@ -539,6 +540,49 @@ fn a_primary_that_is_slow_to_answer_but_still_ready_is_not_failed_over() {
     assert_eq!(p.primary, None);
     assert!(p.steps.is_empty(), "{:?}", p.steps);
     assert!(p.waiting.unwrap().contains("still Ready"));
+}
+
+#[test]
+fn a_deleted_primary_hands_over_before_a_replica_is_promoted() {
+    // `kubectl delete pod`: the primary still answers while Redis drains
+    // (no writes, replicas catching up). Promoting now would leave the
+    // writes it acknowledged since the replica's offset on a pod about to
+    // exit: the shard waits, still naming it, and changes nothing.
+    let mut pods = shard(vec![
+        primary(500),
+        replica_of(&host("cache-0-0"), 480),
+        replica_of(&host("cache-0-0"), 490),
+    ]);
+    pods[0].terminating = true;
+    pods[0].ready = false;
+    let p = plan(&pods, Some("cache-0-0"), PORT);
+    assert_eq!(p.primary.as_deref(), Some("cache-0-0"));
+    assert!(p.steps.is_empty(), "{:?}", p.steps);
+    assert!(p.waiting.unwrap().contains("shutting down"));
+    // Once it has exited (no answer), the most up-to-date replica, now
+    // caught up, is promoted as for any lost primary.
+    pods[0].answer = None;
+    pods[2].answer = replica_of(&host("cache-0-0"), 500);
+    let p = plan(&pods, Some("cache-0-0"), PORT);
+    assert_eq!(p.primary.as_deref(), Some("cache-0-2"));
+    assert_eq!(
+        p.steps[0],
+        Step::Promote {
+            pod: "cache-0-2".into(),
+            offset: 500
+        }
+    );
+}
+
+#[test]
+fn a_terminating_pod_that_is_not_the_recorded_primary_waits_like_a_missing_one() {
+    // Only a recorded primary is asked while terminating; any other pod
+    // being deleted has no answer, so no choice is made without it.
+    let mut pods = shard(vec![None, replica_of(&host("cache-0-0"), 80), None]);
+    pods[2].terminating = true;
+    let p = plan(&pods, Some("cache-0-0"), PORT);
+    assert_eq!(p.primary, None);
+    assert!(p.waiting.unwrap().contains("cache-0-2"));
 }
 
 #[test]
