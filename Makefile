@@ -107,9 +107,9 @@ e2e-operator: controlplane-up ## Operator end-to-end tests against the local con
 	eval "$$(hack/controlplane.sh env)"; \
 	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble --test e2e_real_node --test e2e_lifecycle --test e2e_shardedstore --test e2e_broker --test e2e_hardening --test e2e_helm --test e2e_injection -- --test-threads=2 2>&1 | tee -a "$(TEST_LOG)"
 
-bench-shardedstore: controlplane-up ## ShardedStore: redis-benchmark through the ambassador against a primary, on the real node
+bench-shardedstore: controlplane-up ## ShardedStore: ambassador vs direct throughput, and writes lost in a failover, on the real node
 	eval "$$(hack/controlplane.sh env)"; \
-	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_shardedstore bench_ -- --ignored --nocapture
+	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_shardedstore bench_ -- --ignored --nocapture --test-threads=1
 
 bench-operator: controlplane-up ## 200 Ensembles: time to Ready, peak RSS, API requests per reconcile
 	eval "$$(hack/controlplane.sh env)"; \

@@ -582,7 +582,7 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
         }
         assert!(
             Instant::now() < deadline,
-            "not Ready after 12 minutes: {left:?}\n{}",
+            "not Ready after 12 minutes: {left:?}\n{}\n{}",
             kubectl_ok(&[
                 "-n",
                 &ns.name,
@@ -590,7 +590,8 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
                 "ensembles,shardedstores,brokers,pods",
                 "-o",
                 "wide"
-            ])
+            ]),
+            unready_pods_diagnosis(&ns.name)
         );
         tokio::time::sleep(Duration::from_secs(5)).await;
     }

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
 use tessera_ambassador::ring::{Distribution, HashFn, Member, Ring};
 use tessera_api::ShardedStore;
 use tessera_api::sharded_store::ShardStatus;
+use tessera_clients::memcached::Client as MemcachedClient;
 use tessera_clients::redis::{Client, Info, Options};
+use tessera_clients::resp::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const PASSWORD: &str = "e2e-shards-s3cret";
@@ -114,7 +116,7 @@ async fn info(addr: &str) -> Info {
 async fn dbsize(addr: &str) -> i64 {
     let mut c = Client::connect(addr, redis_opts()).await.unwrap();
     match c.command(&["DBSIZE"]).await.unwrap() {
-        tessera_clients::resp::Value::Integer(n) => n,
+        Value::Integer(n) => n,
         other => panic!("DBSIZE on {addr}: {other:?}"),
     }
 }
@@ -162,9 +164,12 @@ async fn assert_replication_healthy(ns: &TestNs, store: &ShardedStore) {
 }
 
 /// A ServiceAccount allowed to follow exactly this store, and an app pod
-/// whose `ambassador` container routes to its shards on 127.0.0.1:6379,
-/// next to a container with redis-cli.
-async fn app_with_ambassador(ns: &TestNs, store: &str) -> String {
+/// whose `ambassador` container routes to its shards, next to a container
+/// with redis-cli. Redis: on 127.0.0.1:6379, with the store's password.
+/// memcached: on the pod's 11211, so that the test (on the node) is the
+/// app's client; returns that address.
+async fn app_with_ambassador(ns: &TestNs, store: &str, engine: &str) -> String {
+    let redis = engine == "redis";
     let sa: Api<ServiceAccount> = ns.api();
     sa.create(
         &PostParams::default(),
@@ -203,6 +208,19 @@ async fn app_with_ambassador(ns: &TestNs, store: &str) -> String {
         "seccompProfile": {"type": "RuntimeDefault"}
     });
     let password = json!({"secretKeyRef": {"name": format!("{store}-auth"), "key": "password"}});
+    let (listen, env) = if redis {
+        (
+            "127.0.0.1:6379",
+            json!([{"name": "TESSERA_AMBASSADOR_REDIS_AUTH", "valueFrom": password}]),
+        )
+    } else {
+        ("0.0.0.0:11211", json!([]))
+    };
+    let app_env = if redis {
+        json!([{"name": "REDISCLI_AUTH", "valueFrom": password}])
+    } else {
+        json!([])
+    };
     let pods: Api<Pod> = ns.api();
     pods.create(
         &PostParams::default(),
@@ -216,15 +234,15 @@ async fn app_with_ambassador(ns: &TestNs, store: &str) -> String {
                         "name": "app",
                         "image": tessera_e2e::REDIS_IMAGE,
                         "command": ["sleep", "3600"],
-                        "env": [{"name": "REDISCLI_AUTH", "valueFrom": password}],
+                        "env": app_env,
                         "securityContext": locked
                     },
                     {
                         "name": "ambassador",
                         "image": format!("ghcr.io/tessera-dev/tessera:{}", env!("CARGO_PKG_VERSION")),
                         "command": ["/usr/local/bin/tessera-ambassador"],
-                        "args": ["--store", format!("{}/{store}", ns.name), "--listen", "127.0.0.1:6379"],
-                        "env": [{"name": "TESSERA_AMBASSADOR_REDIS_AUTH", "valueFrom": password}],
+                        "args": ["--store", format!("{}/{store}", ns.name), "--listen", listen],
+                        "env": env,
                         "securityContext": locked
                     }
                 ]
@@ -233,6 +251,19 @@ async fn app_with_ambassador(ns: &TestNs, store: &str) -> String {
     )
     .await
     .unwrap();
+    if !redis {
+        let addr = ns
+            .wait_for("the ambassador answers version", 3 * MINUTE, || async {
+                let addr = format!("{}:11211", pod_ip(ns, "app").await?);
+                let mut c = MemcachedClient::connect(&addr, Duration::from_secs(2))
+                    .await
+                    .ok()?;
+                let v = c.version().await.ok()?;
+                v.starts_with("tessera-ambassador").then_some(addr)
+            })
+            .await;
+        return addr;
+    }
     ns.wait_for("the ambassador answers PING", 3 * MINUTE, || async {
         let out = kubectl(&[
             "-n",
@@ -251,7 +282,7 @@ async fn app_with_ambassador(ns: &TestNs, store: &str) -> String {
             .then_some(())
     })
     .await;
-    "app".into()
+    "127.0.0.1:6379".into()
 }
 
 /// Runs redis-cli in the app pod with `commands` (one per line) on stdin,
@@ -333,8 +364,9 @@ fn shard_of(store: &ShardedStore, ring: &Ring, k: &str) -> ShardStatus {
     store.status.as_ref().unwrap().shards[i].clone()
 }
 
-/// examples/shardedstore-redis.yaml with its auth Secret, once placed.
-async fn redis_example(ns: &TestNs) -> ShardedStore {
+/// examples/shardedstore-redis.yaml with its auth Secret and
+/// `replicasPerShard` set, once placed.
+async fn redis_example(ns: &TestNs, replicas_per_shard: i32) -> ShardedStore {
     let secrets: Api<Secret> = ns.api();
     secrets
         .create(
@@ -343,14 +375,22 @@ async fn redis_example(ns: &TestNs) -> ShardedStore {
         )
         .await
         .unwrap();
-    ns.apply_file(&repo_root().join("examples/shardedstore-redis.yaml"));
+    let mut store: ShardedStore =
+        serde_yaml::from_str(include_str!("../../examples/shardedstore-redis.yaml")).unwrap();
+    store.spec.replicas_per_shard = replicas_per_shard;
+    let api: Api<ShardedStore> = ns.api();
+    api.create(&PostParams::default(), &store).await.unwrap();
     wait_placed(ns, "cache", 6 * MINUTE).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_primary() {
     let (ns, op) = real_node_setup("sst-redis").await;
-    let store = redis_example(&ns).await;
+    // 3 shards of a primary and 2 replicas: 9 Redis pods.
+    let store = redis_example(&ns, 2).await;
+    let shards = &store.status.as_ref().unwrap().shards;
+    assert_eq!(shards.len(), 3);
+    assert!(shards.iter().all(|sh| sh.replicas.len() == 2), "{shards:?}");
     assert_replication_healthy(&ns, &store).await;
     let logs = op.logs();
     assert!(
@@ -361,7 +401,7 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
     assert!(!yaml.contains(PASSWORD), "the password reached the status");
 
     // 10,000 keys through the ambassador in the app pod.
-    app_with_ambassador(&ns, "cache").await;
+    app_with_ambassador(&ns, "cache", "redis").await;
     let sets: String = (0..KEYS)
         .map(|n| format!("SET {} v{n}\n", key(n)))
         .collect();
@@ -445,11 +485,11 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
     }
 
     // Delete shard 0's primary: a replica is promoted, writes through the
-    // ambassador resume, the old pod returns as a replica of the new
-    // primary (never as a second primary), and no key of the shard is lost.
+    // ambassador resume, the old pod and the other replica follow the new
+    // primary (the old pod never serves as a second primary), and no key of
+    // the shard is lost.
     let victim = shards[0].clone();
     let old = victim.primary.clone().unwrap();
-    let heir = victim.replicas[0].name.clone();
     let probe_key = (0..KEYS)
         .map(key)
         .find(|k| shard_of(&store, &ring, k).index == 0)
@@ -472,11 +512,12 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
     let seen_as_primary = AtomicBool::new(false);
     let after = ns
         .wait_for(
-            &format!("{old} back as a replica of {heir}"),
+            &format!("{old} back as a replica of the promoted one"),
             3 * MINUTE,
             || async {
                 let s = api.get("cache").await.ok()?;
                 let sh = s.status.as_ref()?.shards.first()?.clone();
+                let heir = sh.primary.clone().filter(|p| *p != old)?;
                 if let Some(ip) = pod_ip(&ns, &old).await
                     && let Ok(mut c) = Client::connect(&format!("{ip}:6379"), redis_opts()).await
                     && let Ok(i) = c.info(Some("replication")).await
@@ -486,7 +527,8 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
                     }
                     let follows = i.get("master_host") == Some(dns(&ns, "cache", &heir).as_str())
                         && i.get("master_link_status") == Some("up");
-                    if sh.primary.as_deref() == Some(heir.as_str()) && follows {
+                    let linked = sh.replicas.len() == 2 && sh.replicas.iter().all(|r| r.linked);
+                    if follows && linked {
                         return Some(s);
                     }
                 }
@@ -498,6 +540,16 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
         !seen_as_primary.load(Ordering::Relaxed),
         "{old} came back as a primary"
     );
+    let heir = after.status.as_ref().unwrap().shards[0]
+        .primary
+        .clone()
+        .unwrap();
+    assert!(
+        victim.replicas.iter().any(|r| r.name == heir),
+        "{heir} was not a replica of shard 0: {victim:?}"
+    );
+    // Both replicas now follow the promoted pod: INFO replication on each.
+    assert_replication_healthy(&ns, &after).await;
     let sh0 = &after.status.as_ref().unwrap().shards[0];
     let addr = sh0.address.clone().unwrap();
     let mut c = Client::connect(&addr, redis_opts()).await.unwrap();
@@ -514,30 +566,72 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
     assert!(events.contains("FailedOver"), "no FailedOver event");
 }
 
+/// The memcached example with 3 shards: one pod each, no volumes, and
+/// 10,000 keys through the ambassador in an app pod, each on the shard
+/// twemproxy's hashing names (read from the shard directly) and on no
+/// other, and every value read back through the ambassador.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memcached_shards_are_ready_one_pod_each_and_answer_at_their_address() {
+async fn memcached_shards_serve_the_ambassador_where_twemproxy_places_keys() {
     let (ns, _op) = real_node_setup("sst-memcached").await;
-    ns.apply_file(&repo_root().join("examples/shardedstore-memcached.yaml"));
+    let mut spec: ShardedStore =
+        serde_yaml::from_str(include_str!("../../examples/shardedstore-memcached.yaml")).unwrap();
+    spec.spec.shards = 3;
+    let api: Api<ShardedStore> = ns.api();
+    api.create(&PostParams::default(), &spec).await.unwrap();
     let store = wait_placed(&ns, "sessions", 5 * MINUTE).await;
-    let shards = &store.status.as_ref().unwrap().shards;
-    assert_eq!(shards.len(), 4);
+    let shards = store.status.as_ref().unwrap().shards.clone();
+    assert_eq!(shards.len(), 3);
+    let timeout = Duration::from_secs(2);
+    let mut direct = BTreeMap::new();
     for (i, sh) in shards.iter().enumerate() {
         assert_eq!(sh.name, format!("shard-{i}"));
         assert_eq!(
             sh.primary.as_deref(),
             Some(format!("sessions-{i}-0").as_str())
         );
-        let mut c = tessera_clients::memcached::Client::connect(
-            sh.address.as_deref().unwrap(),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap();
+        assert!(sh.replicas.is_empty(), "{sh:?}");
+        let mut c = MemcachedClient::connect(sh.address.as_deref().unwrap(), timeout)
+            .await
+            .unwrap();
         let v = c.version().await.unwrap();
         assert!(v.starts_with("1."), "{v}");
+        direct.insert(sh.index, c);
     }
     let pvcs = kubectl_ok(&["-n", &ns.name, "get", "pvc", "-o", "name"]);
     assert_eq!(pvcs.trim(), "", "a cache keeps nothing on disk");
+
+    let addr = app_with_ambassador(&ns, "sessions", "memcached").await;
+    let mut amb = MemcachedClient::connect(&addr, timeout).await.unwrap();
+    for n in 0..KEYS {
+        amb.set(&format!("session:{n}"), &format!("v{n}"))
+            .await
+            .unwrap_or_else(|e| panic!("set session:{n} through the ambassador: {e}"));
+    }
+    let ring = ring(&store);
+    let mut per_shard = BTreeMap::<i32, usize>::new();
+    for n in 0..KEYS {
+        let k = format!("session:{n}");
+        let home = shard_of(&store, &ring, &k).index;
+        *per_shard.entry(home).or_default() += 1;
+        for (index, c) in direct.iter_mut() {
+            let v = c.get(&k).await.unwrap();
+            if *index == home {
+                assert_eq!(v, Some(format!("v{n}")), "{k} on shard-{index}");
+            } else {
+                assert_eq!(v, None, "{k} also on shard-{index}, not only shard-{home}");
+            }
+        }
+    }
+    for (index, n) in &per_shard {
+        assert!(
+            *n > KEYS / 10,
+            "shard-{index}: {n} keys is not a fair share"
+        );
+    }
+    for n in 0..KEYS {
+        let k = format!("session:{n}");
+        assert_eq!(amb.get(&k).await.unwrap(), Some(format!("v{n}")), "{k}");
+    }
 }
 
 /// Persistence off: a primary whose Redis restarts comes back empty, as a
@@ -575,7 +669,7 @@ async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
     ns.wait_for(&format!("{heir} has the 1000 keys"), MINUTE, || async {
         let mut c = Client::connect(&heir_addr, opts()).await.ok()?;
         let n = c.command(&["DBSIZE"]).await.ok()?;
-        (n == tessera_clients::resp::Value::Integer(1000)).then_some(())
+        (n == Value::Integer(1000)).then_some(())
     })
     .await;
 
@@ -604,16 +698,99 @@ async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
         .unwrap();
     assert_eq!(
         c.command(&["DBSIZE"]).await.unwrap(),
-        tessera_clients::resp::Value::Integer(1000),
+        Value::Integer(1000),
         "the promoted replica lost keys"
     );
     let old_addr = format!("{}:6379", pod_ip(&ns, &old).await.unwrap());
     ns.wait_for(&format!("{old} resynced the 1000 keys"), MINUTE, || async {
         let mut c = Client::connect(&old_addr, opts()).await.ok()?;
         let n = c.command(&["DBSIZE"]).await.ok()?;
-        (n == tessera_clients::resp::Value::Integer(1000)).then_some(())
+        (n == Value::Integer(1000)).then_some(())
     })
     .await;
+}
+
+/// A config change rolls through a Redis shard under a steady writer:
+/// the replica first, then the primary hands its role over (`FAILOVER`)
+/// and is replaced as a replica; no acknowledged write is lost, and every
+/// pod runs the new setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_rolls_the_replica_first_and_hands_the_primary_over_without_losing_writes()
+{
+    let (ns, _op) = real_node_setup("sst-roll").await;
+    let api: Api<ShardedStore> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
+            "metadata": {"name": "rolling"},
+            "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
+                     "config": {"maxmemory-policy": "allkeys-lru"},
+                     "monitoring": {"enabled": false}}
+        })),
+    )
+    .await
+    .unwrap();
+    let placed = wait_placed(&ns, "rolling", 5 * MINUTE).await;
+    let (old_primary, _) = first_primary(&placed).unwrap();
+
+    let writer = Writer::start(&ns, "rolling");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let changed_at = writer.since_start();
+    api.patch(
+        "rolling",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"config": {"maxmemory-policy": "volatile-lru"}}})),
+    )
+    .await
+    .unwrap();
+    // Ready again only once every pod runs the new revision.
+    let rolled = wait_placed(&ns, "rolling", 6 * MINUTE).await;
+    let written = writer.stop_once_writing(changed_at).await;
+    eprintln!(
+        "roll under a writer: {} writes acknowledged, {} failed, longest gap {:?}",
+        written.acked.len(),
+        written.failed,
+        written.gap
+    );
+    assert_eq!(
+        lost_writes(&ns, "rolling", &written.acked).await,
+        0,
+        "acknowledged writes lost in the roll"
+    );
+    assert!(
+        written.gap < Duration::from_secs(20),
+        "writes stopped for {:?} during the roll",
+        written.gap
+    );
+    let (new_primary, _) = first_primary(&rolled).unwrap();
+    assert_ne!(new_primary, old_primary, "the primary was not handed over");
+    let sh = &rolled.status.as_ref().unwrap().shards[0];
+    for pod in std::iter::once(&new_primary).chain(sh.replicas.iter().map(|r| &r.name)) {
+        let ip = pod_ip(&ns, pod).await.unwrap();
+        let mut c = Client::connect(&format!("{ip}:6379"), loss_opts())
+            .await
+            .unwrap();
+        let v = c
+            .command(&["CONFIG", "GET", "maxmemory-policy"])
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Value::Array(vec![
+                Value::Bulk("maxmemory-policy".into()),
+                Value::Bulk("volatile-lru".into())
+            ]),
+            "{pod}"
+        );
+    }
+    let events = kubectl_ok(&["-n", &ns.name, "get", "events", "-o", "yaml"]);
+    assert!(events.contains("reason: Switchover"), "no Switchover event");
+    assert_eq!(
+        events.matches("reason: MemberReplaced").count(),
+        2,
+        "one MemberReplaced event per pod"
+    );
 }
 
 /// `make bench-shardedstore`: redis-benchmark in the app pod, through the
@@ -623,8 +800,8 @@ async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
 #[ignore = "a benchmark: make bench-shardedstore"]
 async fn bench_ambassador_against_direct_primaries() {
     let (ns, _op) = real_node_setup("sst-bench").await;
-    let store = redis_example(&ns).await;
-    app_with_ambassador(&ns, "cache").await;
+    let store = redis_example(&ns, 1).await;
+    app_with_ambassador(&ns, "cache", "redis").await;
     let primary = store.status.unwrap().shards[0].address.clone().unwrap();
     let (host, port) = primary.split_once(':').unwrap();
     for pipeline in ["1", "16"] {
@@ -660,6 +837,225 @@ async fn bench_ambassador_against_direct_primaries() {
                     eprintln!("BENCH -P {pipeline} {what}: {}", line.trim());
                 }
             }
+        }
+    }
+}
+
+/// A writer in the test process: `SET w:<seq> <seq>` to shard 0's primary
+/// as the status names it (asked again after each failed write), each
+/// sequence number tried once, bounded to 5 minutes.
+struct Writer {
+    stop: std::sync::Arc<AtomicBool>,
+    /// Milliseconds since `started` of the last acknowledged and the last
+    /// failed write (0: none yet).
+    last_ack: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    last_fail: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: Instant,
+    task: tokio::task::JoinHandle<(Vec<(u64, Duration)>, usize)>,
+}
+
+/// What a writer saw: acknowledged writes (sequence, when), how many
+/// failed, and the longest time between two acknowledged writes.
+struct Written {
+    acked: Vec<(u64, Duration)>,
+    failed: usize,
+    gap: Duration,
+}
+
+fn first_primary(s: &ShardedStore) -> Option<(String, String)> {
+    let sh = s.status.as_ref()?.shards.first()?;
+    Some((sh.primary.clone()?, sh.address.clone()?))
+}
+
+fn loss_opts() -> Options {
+    Options {
+        timeout: Duration::from_secs(1),
+        ..Options::default()
+    }
+}
+
+impl Writer {
+    fn start(ns: &TestNs, store: &str) -> Writer {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicU64;
+        let api: Api<ShardedStore> = ns.api();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (last_ack, last_fail) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let started = Instant::now();
+        let task = {
+            let (stop, last_ack, last_fail) = (stop.clone(), last_ack.clone(), last_fail.clone());
+            let store = store.to_string();
+            tokio::spawn(async move {
+                let mut acked: Vec<(u64, Duration)> = Vec::new();
+                let mut failed = 0;
+                let mut client: Option<Client> = None;
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < 5 * MINUTE {
+                    if client.is_none() {
+                        let addr = api.get(&store).await.ok().and_then(|s| first_primary(&s));
+                        if let Some((_, addr)) = addr {
+                            client = Client::connect(&addr, loss_opts()).await.ok();
+                        }
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    }
+                    seq += 1;
+                    let c = client.as_mut().unwrap();
+                    let r = c
+                        .command(&["SET", &format!("w:{seq}"), &seq.to_string()])
+                        .await;
+                    let now = started.elapsed();
+                    let ms = now.as_millis() as u64;
+                    match r {
+                        Ok(_) => {
+                            acked.push((seq, now));
+                            last_ack.store(ms, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            failed += 1;
+                            last_fail.store(ms, Ordering::Relaxed);
+                            client = None;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                (acked, failed)
+            })
+        };
+        Writer {
+            stop,
+            last_ack,
+            last_fail,
+            started,
+            task,
+        }
+    }
+
+    fn since_start(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until writes have succeeded for 3 s in a row after `after`
+    /// (time since the writer started), then stops the writer.
+    async fn stop_once_writing(self, after: Duration) -> Written {
+        let deadline = Instant::now() + 3 * MINUTE;
+        loop {
+            let (ack, fail) = (
+                self.last_ack.load(Ordering::Relaxed),
+                self.last_fail.load(Ordering::Relaxed),
+            );
+            let calm_since = fail.max(after.as_millis() as u64);
+            if ack > calm_since + 3000 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let (acked, failed) = self.task.await.unwrap();
+        let gap = acked
+            .windows(2)
+            .map(|w| w[1].1.saturating_sub(w[0].1))
+            .max()
+            .unwrap_or_default();
+        Written { acked, failed, gap }
+    }
+}
+
+/// How many of `acked` the store's shard 0 primary does not hold.
+async fn lost_writes(ns: &TestNs, store: &str, acked: &[(u64, Duration)]) -> usize {
+    let after = wait_placed(ns, store, 3 * MINUTE).await;
+    let (_, addr) = first_primary(&after).unwrap();
+    let mut c = Client::connect(&addr, loss_opts()).await.unwrap();
+    let mut lost = 0;
+    for chunk in acked.chunks(500) {
+        let mut args = vec!["MGET".to_string()];
+        args.extend(chunk.iter().map(|(s, _)| format!("w:{s}")));
+        let Value::Array(values) = c.command(&args).await.unwrap() else {
+            panic!("MGET is not an array");
+        };
+        for ((seq, _), v) in chunk.iter().zip(values) {
+            lost += usize::from(v.as_bytes().map(|b| &b[..]) != Some(seq.to_string().as_bytes()));
+        }
+    }
+    lost
+}
+
+/// One failover under a steady writer: `fail` is started after 3 s of
+/// writes; the writer stops once writes have succeeded for 3 s again, and
+/// every acknowledged key is then read from the new primary. Returns the
+/// writes, how many acknowledged ones were lost, and the primaries.
+async fn failover_cost(ns: &TestNs, store: &str, fail: &str) -> (Written, usize, String, String) {
+    let api: Api<ShardedStore> = ns.api();
+    let writer = Writer::start(ns, store);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = api.get(store).await.unwrap();
+    let (old, old_addr) = first_primary(&before).unwrap();
+    let failed_at = writer.since_start();
+    if fail == "delete" {
+        kubectl_ok(&["-n", &ns.name, "delete", "pod", &old, "--wait=false"]);
+    } else {
+        // Exits at once, without waiting for its replicas to catch up: the
+        // closest a client can come to a crash.
+        let mut c = Client::connect(&old_addr, loss_opts()).await.unwrap();
+        // Success is the connection closing: SHUTDOWN never replies OK.
+        match c.command(&["SHUTDOWN", "NOSAVE", "NOW"]).await {
+            Ok(v) => panic!("SHUTDOWN NOSAVE NOW on {old}: {v:?}"),
+            Err(e) if e.label() == "server_error" => panic!("SHUTDOWN NOSAVE NOW on {old}: {e}"),
+            Err(_) => {}
+        }
+    }
+    let new = ns
+        .wait_for("another primary", 3 * MINUTE, || async {
+            let (p, _) = first_primary(&api.get(store).await.ok()?)?;
+            (p != old).then_some(p)
+        })
+        .await;
+    let written = writer.stop_once_writing(failed_at).await;
+    assert!(
+        written.acked.iter().any(|(_, t)| *t > failed_at),
+        "no write was acknowledged after the failure"
+    );
+    let lost = lost_writes(ns, store, &written.acked).await;
+    (written, lost, old, new)
+}
+
+/// `make bench-shardedstore`: acknowledged writes lost when a shard's
+/// primary fails under a steady writer, with `min-replicas-to-write` unset
+/// and set to 1, for a deleted pod and for a primary that exits without
+/// waiting for its replica. Prints the lines for docs/benchmarks.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: make bench-shardedstore"]
+async fn bench_writes_lost_in_a_failover() {
+    let (ns, _op) = real_node_setup("sst-loss").await;
+    let api: Api<ShardedStore> = ns.api();
+    for (name, min_replicas) in [("plain", None), ("guarded", Some("1"))] {
+        let mut config = json!({});
+        if let Some(n) = min_replicas {
+            config["min-replicas-to-write"] = json!(n);
+        }
+        api.create(
+            &PostParams::default(),
+            &obj(json!({
+                "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
+                "metadata": {"name": name},
+                "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
+                         "config": config, "monitoring": {"enabled": false}}
+            })),
+        )
+        .await
+        .unwrap();
+        wait_placed(&ns, name, 5 * MINUTE).await;
+        for fail in ["delete", "SHUTDOWN NOSAVE NOW"] {
+            let (w, lost, from, to) = failover_cost(&ns, name, fail).await;
+            eprintln!(
+                "BENCH min-replicas-to-write={} {fail} ({from} -> {to}): {} writes acknowledged, {} failed, {lost} lost, longest gap {:?}",
+                min_replicas.unwrap_or("unset"),
+                w.acked.len(),
+                w.failed,
+                w.gap
+            );
         }
     }
 }

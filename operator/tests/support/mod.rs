@@ -34,6 +34,39 @@ pub fn kubectl_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// For a failed wait: the last lines of the sidecar (which logs why each
+/// readiness check failed) and of the engine, for every pod in `ns` that is
+/// not Ready.
+pub fn unready_pods_diagnosis(ns: &str) -> String {
+    let out = kubectl(&[
+        "-n",
+        ns,
+        "get",
+        "pods",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status} {.spec.containers[0].name}{\"\\n\"}{end}",
+    ]);
+    let mut report = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.split_whitespace();
+        let (Some(pod), Some(ready), Some(engine)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if ready == "True" {
+            continue;
+        }
+        for (container, tail) in [("sidecar", "8"), (engine, "15")] {
+            let logs = kubectl(&["-n", ns, "logs", pod, "-c", container, "--tail", tail]);
+            report.push_str(&format!(
+                "--- {pod} {container}:\n{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            ));
+        }
+    }
+    report
+}
+
 /// The harness's connection, panicking with instructions when no control
 /// plane answers.
 pub async fn admin() -> Client {
