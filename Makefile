@@ -104,6 +104,7 @@ demo: controlplane-up ## Control plane, CRDs, operator and the Ensemble examples
 .PHONY: e2e-operator bench-operator bench-injection bench-shardedstore
 
 e2e-operator: controlplane-up ## Operator end-to-end tests against the local control plane
+	@hack/prebuild.sh wait prometheus
 	eval "$$(hack/controlplane.sh env)"; \
 	$(CARGO) test --locked -p tessera-operator --features e2e --test e2e_ensemble --test e2e_real_node --test e2e_lifecycle --test e2e_shardedstore --test e2e_broker --test e2e_hardening --test e2e_helm --test e2e_injection -- --test-threads=2 2>&1 | tee -a "$(TEST_LOG)"
 

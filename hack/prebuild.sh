@@ -4,7 +4,9 @@
 #   - the control plane's Go binaries, then CoreDNS (hack/controlplane/build.sh,
 #     hack/coredns/build.sh): about 19 minutes of compiling on a cold machine;
 #   - the engine images from Debian packages (hack/images.sh build): mostly
-#     downloads and unpacking, about 6 minutes.
+#     downloads and unpacking, about 6 minutes;
+#   - Prometheus with Kubernetes service discovery (hack/prometheus/build.sh),
+#     which only the Helm end-to-end test needs: about 5 minutes of compiling.
 # The unit step spends most of its time waiting on real engines, and both
 # builds wait on downloads, so on 2 cores the overlap saves about a quarter
 # of a cold run (docs/development.md). The builds run at low priority (nice,
@@ -23,7 +25,7 @@ state=${TESSERA_CACHE:-$HOME/.cache/tessera}/prebuild
 # The Tessera image is not prebuilt: it needs the workspace's binaries, which
 # the foreground cargo steps build anyway.
 IMAGES=(base pause redis memcached zookeeper etcd kafka)
-JOBS=(controlplane images)
+JOBS=(controlplane images prometheus)
 
 usage() {
   cat <<EOF
@@ -42,6 +44,7 @@ Commands:
 Jobs and logs (under $state/):
   controlplane  hack/controlplane/build.sh, then hack/coredns/build.sh
   images        hack/images.sh build ${IMAGES[*]}
+  prometheus    hack/prometheus/build.sh
 
 Environment:
   TESSERA_CACHE   cache root (default \$HOME/.cache/tessera)
@@ -57,6 +60,7 @@ run_job() {
   case $job in
     controlplane) { "$here/controlplane/build.sh" >/dev/null && "$here/coredns/build.sh" >/dev/null; } || rc=$? ;;
     images) "$here/images.sh" build "${IMAGES[@]}" || rc=$? ;;
+    prometheus) "$here/prometheus/build.sh" >/dev/null || rc=$? ;;
   esac
   echo "$rc" >"$state/$job.rc.partial" && mv "$state/$job.rc.partial" "$state/$job.rc"
 }
