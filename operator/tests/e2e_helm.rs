@@ -596,16 +596,15 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 
-    // A real Prometheus, selecting pods as the chart's PodMonitor does and
-    // the operator as its ServiceMonitor does.
-    let sd = tempfile::tempdir().unwrap();
-    let (engines_sd, operator_sd) = (
-        sd.path().join("engines.json"),
-        sd.path().join("operator.json"),
-    );
-    discover(&pods, &engines_sd, &operator_sd).await;
-    let prom = Prometheus::start(&scrape_configs(&ns.name, &engines_sd, &operator_sd), None)
-        .expect("prometheus (Debian package prometheus)");
+    // A real Prometheus with Kubernetes service discovery against this API
+    // server, selecting pods as the chart's PodMonitor does and the operator
+    // as its ServiceMonitor does.
+    let prom = Prometheus::start_binary(
+        &prometheus_binary(),
+        &scrape_configs(&ns.name, &kubeconfig()),
+        None,
+    )
+    .expect("prometheus (hack/prometheus/build.sh)");
     let engine_pods: Vec<String> = pods
         .list(&ListParams::default().labels("app.kubernetes.io/managed-by=tessera-operator"))
         .await
@@ -622,7 +621,6 @@ async fn helm_install_runs_the_operator_and_prometheus_scrapes_every_engine() {
             "every engine pod and operator pod scraped",
             2 * MINUTE,
             || async {
-                discover(&pods, &engines_sd, &operator_sd).await;
                 let targets = prom.targets().ok()?;
                 let up = |job: &str| -> Vec<String> {
                     targets
@@ -915,80 +913,49 @@ impl Drop for ClusterScoped {
     }
 }
 
-/// Prometheus's scrape configuration: one job as the chart's PodMonitor
-/// (engine pods), one as its ServiceMonitor (the operator), named as the
-/// Prometheus operator names them, each reading its targets from a file.
-///
-/// Debian's Prometheus is built without Kubernetes service discovery, so
-/// [`discover`] plays that part: it lists the pods and keeps those the
-/// PodMonitor's selector and relabelling would (docs/helm.md shows the
-/// `kubernetes_sd_configs` equivalent).
-fn scrape_configs(namespace: &str, engines: &Path, operator: &Path) -> String {
-    format!(
-        "  - job_name: podMonitor/{namespace}/tessera-engines/0\n    \
-         file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n  \
-         - job_name: serviceMonitor/{namespace}/tessera/0\n    \
-         file_sd_configs: [{{files: ['{}'], refresh_interval: 1s}}]\n",
-        engines.display(),
-        operator.display()
-    )
+/// Prometheus with Kubernetes service discovery, built from its Go module
+/// (Debian's is built without it): hack/prometheus/build.sh prints its
+/// path, building it first on a cold machine.
+fn prometheus_binary() -> String {
+    let out = Command::new(repo_root().join("hack/prometheus/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run hack/prometheus/build.sh");
+    assert!(out.status.success(), "hack/prometheus/build.sh failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Writes the file_sd target groups: for each running pod with a container
-/// port named `metrics`, its address and the labels the chart's monitors
-/// give it. Engine pods are those the operator manages (and get `cluster`,
-/// the resource's name); operator pods are the chart's.
-async fn discover(pods: &Api<Pod>, engines: &Path, operator: &Path) {
-    let groups = |selector: &str| {
-        let pods = pods.clone();
-        let selector = selector.to_string();
-        async move {
-            let lp = ListParams::default().labels(&selector);
-            let mut out = Vec::new();
-            for p in pods.list(&lp).await.unwrap().items {
-                let phase = p.status.as_ref().and_then(|s| s.phase.clone());
-                let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
-                let (Some(ip), false) =
-                    (ip, matches!(phase.as_deref(), Some("Failed" | "Succeeded")))
-                else {
-                    continue;
-                };
-                let labels = p.metadata.labels.clone().unwrap_or_default();
-                for c in &p.spec.as_ref().unwrap().containers {
-                    for port in c.ports.iter().flatten() {
-                        if port.name.as_deref() != Some("metrics") {
-                            continue;
-                        }
-                        let mut l = json!({
-                            "namespace": p.metadata.namespace,
-                            "pod": p.metadata.name,
-                            "container": c.name,
-                        });
-                        if let Some(instance) = labels.get("app.kubernetes.io/instance") {
-                            l["cluster"] = json!(instance);
-                        }
-                        out.push(json!({
-                            "targets": [format!("{ip}:{}", port.container_port)],
-                            "labels": l,
-                        }));
-                    }
-                }
-            }
-            out
-        }
+/// Prometheus's scrape configuration: one job as the chart's PodMonitor
+/// (engine pods), one as its ServiceMonitor (the operator), named as the
+/// Prometheus operator names them, each discovering its targets through
+/// this API server with the relabelling docs/helm.md gives for a
+/// Prometheus without the Prometheus operator.
+fn scrape_configs(namespace: &str, kubeconfig: &Path) -> String {
+    let sd = |role: &str| {
+        format!(
+            "[{{role: {role}, kubeconfig_file: '{}', namespaces: {{names: ['{namespace}']}}}}]",
+            kubeconfig.display()
+        )
     };
-    let write = |path: &Path, v: Vec<Value>| {
-        // Prometheus re-reads the file when it changes: write it whole.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&v).unwrap()).unwrap();
-        std::fs::rename(&tmp, path).unwrap();
-    };
-    write(
-        engines,
-        groups("app.kubernetes.io/managed-by=tessera-operator").await,
-    );
-    write(
-        operator,
-        groups("app.kubernetes.io/name=tessera-operator").await,
-    );
+    let common = "      - {source_labels: [__meta_kubernetes_namespace], target_label: namespace}\n      \
+                  - {source_labels: [__meta_kubernetes_pod_name], target_label: pod}\n      \
+                  - {source_labels: [__meta_kubernetes_pod_container_name], target_label: container}\n";
+    format!(
+        "  - job_name: podMonitor/{namespace}/tessera-engines/0\n    \
+         kubernetes_sd_configs: {pods}\n    \
+         relabel_configs:\n      \
+         - {{source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_managed_by], regex: tessera-operator, action: keep}}\n      \
+         - {{source_labels: [__meta_kubernetes_pod_container_port_name], regex: metrics, action: keep}}\n      \
+         - {{source_labels: [__meta_kubernetes_pod_phase], regex: (Failed|Succeeded), action: drop}}\n\
+         {common}      \
+         - {{source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_instance], target_label: cluster}}\n  \
+         - job_name: serviceMonitor/{namespace}/tessera/0\n    \
+         kubernetes_sd_configs: {slices}\n    \
+         relabel_configs:\n      \
+         - {{source_labels: [__meta_kubernetes_service_label_app_kubernetes_io_name], regex: tessera-operator, action: keep}}\n      \
+         - {{source_labels: [__meta_kubernetes_endpointslice_port_name], regex: metrics, action: keep}}\n\
+         {common}",
+        pods = sd("pod"),
+        slices = sd("endpointslice"),
+    )
 }

@@ -1,5 +1,7 @@
-//! Debian's real `prometheus` on 127.0.0.1, and the queries of Tessera's
-//! Grafana dashboard, for tests that check what Prometheus actually sees.
+//! A real `prometheus` on 127.0.0.1 (Debian's, or another build such as
+//! hack/prometheus/build.sh's with Kubernetes service discovery), and the
+//! queries of Tessera's Grafana dashboard, for tests that check what
+//! Prometheus actually sees.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,6 +21,16 @@ impl Prometheus {
     /// `scrape_configs` is the YAML list under `scrape_configs:` (each line
     /// indented by two spaces); `rules` is an optional rules file.
     pub fn start(scrape_configs: &str, rules: Option<&Path>) -> Result<Prometheus, LaunchError> {
+        Prometheus::start_binary("prometheus", scrape_configs, rules)
+    }
+
+    /// As [`Prometheus::start`], running `binary` (a path, or a name on
+    /// PATH).
+    pub fn start_binary(
+        binary: &str,
+        scrape_configs: &str,
+        rules: Option<&Path>,
+    ) -> Result<Prometheus, LaunchError> {
         let dir = tempfile::tempdir().map_err(|e| LaunchError::Setup(e.to_string()))?;
         let config = dir.path().join("prometheus.yml");
         let mut text = String::from(
@@ -33,7 +45,7 @@ impl Prometheus {
         let port = free_ports(1)[0];
         let mut process = Process::spawn(
             "prometheus",
-            "prometheus",
+            binary,
             vec![
                 format!("--config.file={}", config.display()),
                 format!("--storage.tsdb.path={}", dir.path().join("data").display()),
