@@ -132,15 +132,18 @@ pub async fn take(
         }
         Step::Shrink { ordinal, progress } => {
             write_members(valid, ordinal, ctx).await?;
-            set_replicas(ctx, &valid.namespace, &valid.name, ordinal, "ensemble").await?;
-            // The claim goes once its pod has (the claim-protection
-            // finalizer holds it until then).
+            // The claim is deleted before the StatefulSet shrinks: it goes
+            // once its pod has (the claim-protection finalizer holds it
+            // until then), and an operator stopped between the two calls
+            // repeats this step (the StatefulSet is still too large), where
+            // the other order would leave the claim behind for good.
             let claim = if valid.delete_claims {
                 delete_claim(valid, ordinal, ctx).await?;
                 "its claim is deleted (storage.deleteClaimsOnDelete)"
             } else {
                 "its claim is kept"
             };
+            set_replicas(ctx, &valid.namespace, &valid.name, ordinal, "ensemble").await?;
             let note = format!(
                 "Scaled the StatefulSet to {ordinal}: {} is no member any more; {claim}",
                 pod_name(ordinal)
