@@ -165,7 +165,11 @@ pub fn pool_from_store(
         redis_auth: opts.redis_auth.clone().filter(|_| redis),
         redis_db: 0,
         preconnect: false,
-        auto_eject_hosts: false,
+        // A cache ejects a failing shard for server_retry_timeout: its keys
+        // go to the other shards as misses instead of errors. A Redis shard
+        // is never ejected: its keys would be written where they are not
+        // read back once it returns (the operator fails it over instead).
+        auto_eject_hosts: !redis,
         server_connections: 1,
         server_retry_timeout: Duration::from_secs(30),
         server_failure_limit: 2,

@@ -79,6 +79,22 @@ fn defaults_and_memcached() {
         (HashFn::Fnv1a64, Distribution::Ketama)
     );
     assert_eq!(p.servers[0].identity(), "mc-0");
+    // A cache ejects a failing shard (twemproxy's memcached advice: two
+    // failures, retried after 30 s); Redis never does.
+    assert!(p.auto_eject_hosts);
+    assert_eq!(
+        (p.server_failure_limit, p.server_retry_timeout),
+        (2, std::time::Duration::from_secs(30))
+    );
+    let redis = json!({
+        "spec": {"engine": "redis", "shards": 1},
+        "status": {"shards": [{"index": 0, "name": "r-0", "address": "10.0.0.1:6379"}]}
+    });
+    assert!(
+        !pool_from_store(&store(), &typed(redis), &opts())
+            .unwrap()
+            .auto_eject_hosts
+    );
 }
 
 #[test]
