@@ -634,6 +634,24 @@ async fn memcached_shards_serve_the_ambassador_where_twemproxy_places_keys() {
     }
 }
 
+/// A Redis store of one shard (a primary and one replica) with `config`,
+/// no auth and no adapter, once placed.
+async fn one_shard_redis(ns: &TestNs, name: &str, config: serde_json::Value) -> ShardedStore {
+    let api: Api<ShardedStore> = ns.api();
+    api.create(
+        &PostParams::default(),
+        &obj(json!({
+            "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
+            "metadata": {"name": name},
+            "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
+                     "config": config, "monitoring": {"enabled": false}}
+        })),
+    )
+    .await
+    .unwrap();
+    wait_placed(ns, name, 5 * MINUTE).await
+}
+
 /// Persistence off: a primary whose Redis restarts comes back empty, as a
 /// replica of the placeholder; its replica keeps the data, is promoted, and
 /// the restarted pod resyncs from it instead of wiping it.
@@ -641,19 +659,7 @@ async fn memcached_shards_serve_the_ambassador_where_twemproxy_places_keys() {
 async fn a_primary_restarted_without_persistence_does_not_wipe_its_replica() {
     let (ns, _op) = real_node_setup("sst-nopersist").await;
     let api: Api<ShardedStore> = ns.api();
-    api.create(
-        &PostParams::default(),
-        &obj(json!({
-            "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
-            "metadata": {"name": "volatile"},
-            "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
-                     "config": {"appendonly": "no", "save": ""},
-                     "monitoring": {"enabled": false}}
-        })),
-    )
-    .await
-    .unwrap();
-    let store = wait_placed(&ns, "volatile", 5 * MINUTE).await;
+    let store = one_shard_redis(&ns, "volatile", json!({"appendonly": "no", "save": ""})).await;
     let sh = store.status.unwrap().shards[0].clone();
     let (old, heir) = (sh.primary.clone().unwrap(), sh.replicas[0].name.clone());
     let opts = || Options {
@@ -719,19 +725,7 @@ async fn a_config_change_rolls_the_replica_first_and_hands_the_primary_over_with
 {
     let (ns, _op) = real_node_setup("sst-roll").await;
     let api: Api<ShardedStore> = ns.api();
-    api.create(
-        &PostParams::default(),
-        &obj(json!({
-            "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
-            "metadata": {"name": "rolling"},
-            "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
-                     "config": {"maxmemory-policy": "allkeys-lru"},
-                     "monitoring": {"enabled": false}}
-        })),
-    )
-    .await
-    .unwrap();
-    let placed = wait_placed(&ns, "rolling", 5 * MINUTE).await;
+    let placed = one_shard_redis(&ns, "rolling", json!({"maxmemory-policy": "allkeys-lru"})).await;
     let (old_primary, _) = first_primary(&placed).unwrap();
 
     let writer = Writer::start(&ns, "rolling");
@@ -1029,24 +1023,12 @@ async fn failover_cost(ns: &TestNs, store: &str, fail: &str) -> (Written, usize,
 #[ignore = "a benchmark: make bench-shardedstore"]
 async fn bench_writes_lost_in_a_failover() {
     let (ns, _op) = real_node_setup("sst-loss").await;
-    let api: Api<ShardedStore> = ns.api();
     for (name, min_replicas) in [("plain", None), ("guarded", Some("1"))] {
         let mut config = json!({});
         if let Some(n) = min_replicas {
             config["min-replicas-to-write"] = json!(n);
         }
-        api.create(
-            &PostParams::default(),
-            &obj(json!({
-                "apiVersion": "tessera.dev/v1alpha1", "kind": "ShardedStore",
-                "metadata": {"name": name},
-                "spec": {"engine": "redis", "shards": 1, "replicasPerShard": 1,
-                         "config": config, "monitoring": {"enabled": false}}
-            })),
-        )
-        .await
-        .unwrap();
-        wait_placed(&ns, name, 5 * MINUTE).await;
+        one_shard_redis(&ns, name, config).await;
         for fail in ["delete", "SHUTDOWN NOSAVE NOW"] {
             let (w, lost, from, to) = failover_cost(&ns, name, fail).await;
             eprintln!(

@@ -22,7 +22,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::reconcile::Note;
 use crate::reconcile::orchestrate::delete_pod;
-use crate::reconcile::status::pod_ready;
+use crate::reconcile::status::{pod_ready, terminating};
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
 
@@ -236,7 +236,7 @@ pub fn pod_facts(pod: &Pod, now: Timestamp) -> PodFacts {
         ordinal: ordinal(&name).unwrap_or(i32::MAX),
         revision: revision(pod).map(str::to_string),
         ready: pod_ready(pod),
-        terminating: pod.metadata.deletion_timestamp.is_some(),
+        terminating: terminating(pod),
         age,
         name,
     }

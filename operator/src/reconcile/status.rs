@@ -196,7 +196,17 @@ fn termination_messages(pod: &Pod) -> Vec<String> {
 
 /// A pod that stays (not being deleted) and is not Ready.
 pub fn unready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none() && !pod_ready(pod)
+    !terminating(pod) && !pod_ready(pod)
+}
+
+/// A pod that stays (not being deleted) and is Ready.
+pub fn serving(pod: &Pod) -> bool {
+    !terminating(pod) && pod_ready(pod)
+}
+
+/// A pod being deleted.
+pub fn terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
 }
 
 /// Whether the kubelet reports the pod Ready (its readiness probes pass).

@@ -13,7 +13,7 @@ use tracing::debug;
 use super::build::BROKER_COMPONENT;
 use super::kafka::REPLICATION_PORT;
 use crate::reconcile::Observed;
-use crate::reconcile::status::pod_ready;
+use crate::reconcile::status::serving;
 
 const MIN_INSYNC: &str = "min.insync.replicas";
 
@@ -54,7 +54,7 @@ pub fn ready_pods<'a>(
         .iter()
         .filter(move |c| c.component.identity.component == component)
         .flat_map(|c| &c.pods)
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+        .filter(|p| serving(p))
 }
 
 /// Asks the first ready broker that answers.

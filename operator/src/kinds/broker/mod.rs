@@ -23,7 +23,7 @@ use tessera_api::{Broker, BrokerStatus, CommonSpec, CommonStatus, Invalid};
 
 use crate::reconcile::child::{BuildContext, Desired};
 use crate::reconcile::orchestrate::{delete_pod, set_replicas};
-use crate::reconcile::status::pod_ready;
+use crate::reconcile::status::serving;
 use crate::reconcile::{Component, Managed, Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
 use crate::runtime::error::{Error, Result};
@@ -314,7 +314,7 @@ fn members(b: &ValidBroker, observed: &Observed) -> (Vec<roll::Member>, Vec<Stri
                     controller: dedicated_controller
                         || matches!(b.quorum, Quorum::Combined { controllers } if ordinal < controllers),
                     broker: !dedicated_controller,
-                    ready: pod.metadata.deletion_timestamp.is_none() && pod_ready(pod),
+                    ready: serving(pod),
                     outdated: revision.is_some() && label != revision.as_ref(),
                 });
             }

@@ -25,7 +25,7 @@ use crate::kinds::shared;
 use crate::reconcile::roll::{
     MEMBER_READY_BOUND, ROLL_REQUEUE, STUCK_REQUEUE, pod_facts, replace_member, update_revision,
 };
-use crate::reconcile::status::pod_ready;
+use crate::reconcile::status::{serving, terminating};
 use crate::reconcile::{Note, Observed, Orchestrated};
 use crate::runtime::context::Context;
 use crate::runtime::error::Result;
@@ -50,15 +50,24 @@ pub async fn orchestrate(
     observed: &Observed,
     ctx: &Context,
 ) -> Result<Orchestrated<ShardMap>> {
-    let (mut out, gates) = match valid.engine {
+    let (mut out, placement) = match valid.engine {
         StoreEngine::Memcached => (
             Orchestrated::settled(memcached_map(valid, observed)),
-            BTreeMap::new(),
+            Placement::default(),
         ),
         StoreEngine::Redis => redis_shards(store, valid, observed, ctx).await?,
     };
-    rolling(valid, observed, &gates, &mut out, ctx).await?;
+    rolling(valid, observed, &placement, &mut out, ctx).await?;
     Ok(out)
+}
+
+/// What the roll needs from the Redis placement: each shard's gate, and
+/// the connection options (with the password) the placement used, so that
+/// a switchover does not read the Secret a second time.
+#[derive(Default)]
+struct Placement {
+    shards: BTreeMap<i32, ShardGate>,
+    opts: Options,
 }
 
 /// What the roll needs from a shard's placement: its primary, its replicas
@@ -80,7 +89,7 @@ const SWITCHOVER_TIMEOUT_MS: &str = "10000";
 async fn rolling(
     valid: &ValidStore,
     observed: &Observed,
-    gates: &BTreeMap<i32, ShardGate>,
+    placement: &Placement,
     out: &mut Orchestrated<ShardMap>,
     ctx: &Context,
 ) -> Result<()> {
@@ -113,7 +122,7 @@ async fn rolling(
     let shards: Vec<roll::Shard> = (0..valid.shards)
         .map(|index| {
             let sts = statefulset_name(&valid.name, index);
-            let g = gates.get(&index);
+            let g = placement.shards.get(&index);
             roll::Shard {
                 index,
                 desired: valid.members,
@@ -163,11 +172,7 @@ async fn rolling(
                     .map(String::from)
             };
             if let (Some(from_ip), Some(to_ip)) = (ip(&from), ip(&to)) {
-                let opts = Options {
-                    timeout: ENGINE_TIMEOUT,
-                    password: password(valid, ctx).await?.ok().flatten(),
-                    ..Options::default()
-                };
+                let opts = placement.opts.clone();
                 let port = redis::PORT.to_string();
                 // Redis names its replicas by the address they connect
                 // from: the pod IP.
@@ -224,15 +229,6 @@ fn shard_pods(observed: &Observed, index: i32) -> BTreeMap<String, &Pod> {
         .find(|c| c.component.identity.component == shard)
         .map(|c| c.pods.iter().map(|p| (p.name_any(), p.as_ref())).collect())
         .unwrap_or_default()
-}
-
-fn terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
-
-/// Ready and staying.
-fn serving(pod: &Pod) -> bool {
-    !terminating(pod) && pod_ready(pod)
 }
 
 fn pod_ip(pod: &Pod) -> Option<&str> {
@@ -339,7 +335,7 @@ async fn redis_shards(
     valid: &ValidStore,
     observed: &Observed,
     ctx: &Context,
-) -> Result<(Orchestrated<ShardMap>, BTreeMap<i32, ShardGate>)> {
+) -> Result<(Orchestrated<ShardMap>, Placement)> {
     let opts = match password(valid, ctx).await? {
         Ok(password) => Options {
             timeout: ENGINE_TIMEOUT,
@@ -352,7 +348,7 @@ async fn redis_shards(
                 requeue: Some(REDIS_RECHECK),
                 ..Orchestrated::default()
             };
-            return Ok((out, BTreeMap::new()));
+            return Ok((out, Placement::default()));
         }
     };
     let recorded: BTreeMap<i32, String> = store
@@ -515,7 +511,13 @@ async fn redis_shards(
             "replicas are connecting to their shard's primary",
         ));
     }
-    Ok((out, gates))
+    Ok((
+        out,
+        Placement {
+            shards: gates,
+            opts,
+        },
+    ))
 }
 
 /// One shard's entry in status. `moved`: steps were just sent, so the
