@@ -139,7 +139,16 @@ async fn rolling(
                     .collect(),
                 primary: g.and_then(|g| g.primary.clone()),
                 linked: g.map(|g| g.linked.clone()).unwrap_or_default(),
-                gate: g.map(|g| g.gate.clone()),
+                // memcached has no gate. A Redis shard the placement did not
+                // look at (the password could not be read) waits: its
+                // primary is unknown, so it could not be handed over.
+                gate: match valid.engine {
+                    StoreEngine::Memcached => None,
+                    StoreEngine::Redis => Some(g.map_or_else(
+                        || Err("the operator could not ask its pods (see Degraded)".to_string()),
+                        |g| g.gate.clone(),
+                    )),
+                },
             }
         })
         .collect();
