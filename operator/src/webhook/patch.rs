@@ -2,14 +2,16 @@
 //! the sidecar and the adapter. Pure: no API calls.
 //!
 //! The containers are the operator's own (`kinds::shared::sidecar` and
-//! `adapter`), with three changes that an injected pod needs because the
+//! `adapter`), with four changes that an injected pod needs because the
 //! engine container is not ours: the sidecar's readiness is the engine's
 //! protocol check (so the pod goes NotReady when the engine stops
 //! answering), the containers run as Tessera's user whatever the pod's
-//! default, and a password comes from the named Secret.
+//! default, a password comes from the named Secret, and the pod's API token
+//! is kept out of them (see [`NO_API_TOKEN`]).
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, Pod, Probe, SecretKeySelector, TCPSocketAction,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, Probe, SecretKeySelector,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
@@ -21,6 +23,18 @@ use crate::kinds::shared;
 /// `sidecar` and `adapter`, so that they never clash with a user's.
 pub const SIDECAR: &str = "tessera-sidecar";
 pub const ADAPTER: &str = "tessera-adapter";
+
+/// An empty volume mounted over the service-account token's path in the
+/// injected containers. Neither helper talks to the API, so neither gets
+/// the pod's token (least privilege). It also spares every pod a second
+/// call to the webhook: the API server's ServiceAccount plugin, run again
+/// after a webhook changed the pod, would otherwise add the token's mount
+/// to our new containers, and that change makes the API server call a
+/// webhook with `reinvocationPolicy: IfNeeded` once more.
+pub const NO_API_TOKEN: &str = "tessera-no-api-token";
+/// Where the kubelet mounts the token, and where the plugin looks for an
+/// existing mount before adding one.
+const API_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// How the containers are added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +80,9 @@ fn adapter(spec: &InjectSpec, image: &str, mode: Mode) -> Container {
 }
 
 fn finish(mut c: Container, spec: &InjectSpec, mode: Mode, listen: i32) -> Container {
+    c.volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(no_api_token_mount());
     if let Some(sc) = c.security_context.as_mut() {
         sc.run_as_user = Some(tessera_api::images::TESSERA_UID);
         sc.run_as_group = Some(tessera_api::images::TESSERA_UID);
@@ -99,6 +116,16 @@ fn finish(mut c: Container, spec: &InjectSpec, mode: Mode, listen: i32) -> Conta
         });
     }
     c
+}
+
+/// The [`NO_API_TOKEN`] volume over the token's path, read-only.
+fn no_api_token_mount() -> VolumeMount {
+    VolumeMount {
+        name: NO_API_TOKEN.into(),
+        mount_path: API_TOKEN_PATH.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
 }
 
 /// Whether `c` is one of ours: by name, or by the binary it runs (the
@@ -168,6 +195,19 @@ pub fn plan(pod: &Pod, spec: &InjectSpec, image: &str, mode: Mode) -> Result<Dec
             }
         } else {
             ops.push(json!({"op": "add", "path": list, "value": wanted}));
+        }
+        let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+        if !volumes.is_some_and(|v| v.iter().any(|v| v.name == NO_API_TOKEN)) {
+            let volume = Volume {
+                name: NO_API_TOKEN.into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            };
+            if volumes.is_some() {
+                ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": volume}));
+            } else {
+                ops.push(json!({"op": "add", "path": "/spec/volumes", "value": [volume]}));
+            }
         }
     }
     // Recorded even when nothing was added (the pod already had the
@@ -297,6 +337,9 @@ mod tests {
         sc.run_as_user = Some(65532);
         sc.run_as_group = Some(65532);
         own.security_context = Some(sc);
+        own.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(no_api_token_mount());
         assert_eq!(out[0], own);
         assert_eq!(
             out[0]
@@ -482,5 +525,66 @@ mod tests {
         let out = apply(&pod, &plan(&pod, &s, IMAGE, Mode::Regular).unwrap());
         let a: BTreeMap<String, String> = out.metadata.annotations.unwrap();
         assert_eq!(a[INJECTED], "tessera-sidecar,tessera-adapter");
+    }
+
+    /// What the API server's ServiceAccount plugin checks before adding the
+    /// token's mount to a container: any mount at the token's path.
+    fn has_token_path(c: &Container) -> bool {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == API_TOKEN_PATH)
+    }
+
+    #[test]
+    fn the_helpers_get_no_api_token_and_the_pod_one_empty_volume() {
+        for mode in [Mode::Native, Mode::Regular] {
+            // A pod as the plugin leaves it before the webhook: the token's
+            // volume and the app container's mount.
+            let pod = redis_pod(json!({"spec": {
+                "volumes": [{"name": "kube-api-access-x1", "projected": {"sources": []}}],
+                "containers": [{"name": "redis", "image": "redis:7", "volumeMounts": [
+                    {"name": "kube-api-access-x1", "mountPath": API_TOKEN_PATH, "readOnly": true}
+                ]}]
+            }}));
+            let out = apply(&pod, &plan(&pod, &spec(&pod), IMAGE, mode).unwrap());
+            let s = out.spec.as_ref().unwrap();
+            let ours: Vec<&Container> = s
+                .containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .filter(|c| c.name == SIDECAR || c.name == ADAPTER)
+                .collect();
+            assert_eq!(ours.len(), 2);
+            for c in ours {
+                assert!(has_token_path(c), "{mode:?} {}", c.name);
+                let m = c.volume_mounts.as_ref().unwrap();
+                assert!(m.iter().all(|m| m.name == NO_API_TOKEN), "{m:?}");
+            }
+            let v: Vec<&str> = s
+                .volumes
+                .iter()
+                .flatten()
+                .map(|v| v.name.as_str())
+                .collect();
+            assert_eq!(v, ["kube-api-access-x1", NO_API_TOKEN]);
+            let empty = s.volumes.as_ref().unwrap()[1].empty_dir.as_ref();
+            assert_eq!(empty, Some(&EmptyDirVolumeSource::default()));
+        }
+        // A pod without volumes gets the list; one that has ours keeps one.
+        let pod = redis_pod(json!({}));
+        let out = apply(&pod, &plan(&pod, &spec(&pod), IMAGE, Mode::Native).unwrap());
+        let names: Vec<String> = out
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, [NO_API_TOKEN]);
+        let pod = redis_pod(json!({"spec": {"volumes": [{"name": NO_API_TOKEN, "emptyDir": {}}]}}));
+        let out = apply(&pod, &plan(&pod, &spec(&pod), IMAGE, Mode::Native).unwrap());
+        assert_eq!(out.spec.unwrap().volumes.unwrap().len(), 1);
     }
 }
