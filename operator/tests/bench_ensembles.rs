@@ -7,7 +7,10 @@
 //! TESSERA_BENCH_ALONE=1 also creates the Ensembles once with no operator
 //! running, to compare the create latency; TESSERA_BENCH_FLOOR_CHILDREN=1
 //! gives each floor StatefulSet an Ensemble's other children (ConfigMap,
-//! two Services, PDB), created directly.
+//! two Services, PDB), created directly; TESSERA_BENCH_FLOOR=built makes
+//! the floor the operator's own children of each Ensemble (its pure
+//! `build`), created directly in the order the operator applies them: what
+//! the objects cost the control plane, without any reconciling.
 
 mod support;
 
@@ -16,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use support::*;
 use tessera_api::Ensemble;
+use tessera_operator::reconcile::child::{BuildContext, Child};
+use tessera_operator::reconcile::{Managed, Observed};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -56,22 +61,20 @@ impl Creates {
     }
 }
 
-/// Creates `count` objects, 16 at a time, as the bench always has.
-async fn create_all<K, F>(api: &Api<K>, count: usize, make: F) -> Creates
+/// Runs `one(i)` for `i` in `0..count`, 16 at a time, as the bench always
+/// has, timing each and the whole batch.
+async fn timed<F, Fut>(count: usize, one: F) -> Creates
 where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-    F: Fn(usize) -> K,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
 {
     let start = Instant::now();
     let latencies = futures::stream::iter(0..count)
         .map(|i| {
-            let api = api.clone();
-            let obj = make(i);
+            let fut = one(i);
             async move {
                 let t = Instant::now();
-                api.create(&PostParams::default(), &obj)
-                    .await
-                    .expect("create");
+                fut.await;
                 t.elapsed()
             }
         })
@@ -82,6 +85,24 @@ where
         total: start.elapsed(),
         latencies,
     }
+}
+
+/// Creates `count` objects, 16 at a time.
+async fn create_all<K, F>(api: &Api<K>, count: usize, make: F) -> Creates
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    F: Fn(usize) -> K,
+{
+    timed(count, |i| {
+        let api = api.clone();
+        let obj = make(i);
+        async move {
+            api.create(&PostParams::default(), &obj)
+                .await
+                .expect("create");
+        }
+    })
+    .await
 }
 
 fn ensemble(i: usize, replicas: usize) -> Ensemble {
@@ -119,6 +140,53 @@ fn plain_statefulset(i: usize, replicas: usize) -> StatefulSet {
         }
     }))
     .unwrap()
+}
+
+/// Every child the operator builds for Ensemble `i` in namespace `ns`, in
+/// the order it applies them, without owner references.
+fn built_children(i: usize, replicas: usize, ns: &str) -> Vec<Child> {
+    let mut e = ensemble(i, replicas);
+    e.metadata.namespace = Some(ns.into());
+    let ctx = BuildContext::for_tests();
+    let valid = e.validate(&ctx, &Observed::default()).expect("valid");
+    Ensemble::build(&valid, &ctx).children
+}
+
+/// Creates the operator's children of `count` Ensembles directly, one
+/// Ensemble's children in order, 16 Ensembles at a time.
+async fn create_built(client: &Client, ns: &str, count: usize, replicas: usize) -> Creates {
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let pp = PostParams::default();
+    timed(count, |i| {
+        let children = built_children(i, replicas, ns);
+        let pp = pp.clone();
+        async move {
+            for child in children {
+                let c = client.clone();
+                let created = match child {
+                    Child::StatefulSet(o) => Api::<StatefulSet>::namespaced(c, ns)
+                        .create(&pp, &o)
+                        .await
+                        .map(drop),
+                    Child::Service(o) => Api::<Service>::namespaced(c, ns)
+                        .create(&pp, &o)
+                        .await
+                        .map(drop),
+                    Child::ConfigMap(o) => Api::<ConfigMap>::namespaced(c, ns)
+                        .create(&pp, &o)
+                        .await
+                        .map(drop),
+                    Child::PodDisruptionBudget(o) => Api::<PodDisruptionBudget>::namespaced(c, ns)
+                        .create(&pp, &o)
+                        .await
+                        .map(drop),
+                };
+                created.expect("create a built child");
+            }
+        }
+    })
+    .await
 }
 
 /// The ConfigMap, the headless and client Services and the PDB of each
@@ -265,6 +333,148 @@ async fn remove(client: &Client, ns: TestNs) {
         "BENCH removed_{name}_in_s={:.1}",
         start.elapsed().as_secs_f64()
     );
+    // Its claims' volumes outlive it: the controller-manager's volume
+    // controller deletes them one at a time, under its own rate limit,
+    // and the next phase's claims would queue behind them.
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    loop {
+        let left = pvs
+            .list(&ListParams::default())
+            .await
+            .map(|l| {
+                let of_ns = |pv: &&PersistentVolume| {
+                    let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+                    claim.and_then(|c| c.namespace.as_deref()) == Some(name.as_str())
+                };
+                l.items.iter().filter(of_ns).count()
+            })
+            .unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "{left} volumes of {name} still there after 600s"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "BENCH removed_{name}_volumes_in_s={:.1}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// Samples the namespace once a second until all `count` StatefulSets
+/// exist and have `replicas` ready, printing every 10 s how far the
+/// pipeline behind them got: StatefulSets, pods created, pods bound to a
+/// node, pods Ready, StatefulSets with their ready replicas. Returns when
+/// the last StatefulSet existed and when the last one was ready.
+async fn timeline(
+    client: Client,
+    ns: String,
+    phase: &'static str,
+    count: usize,
+    replicas: i32,
+    start: Instant,
+) -> (Duration, Duration) {
+    use k8s_openapi::api::core::v1::Pod;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let mut created = None;
+    let mut printed = Duration::ZERO;
+    loop {
+        if let (Ok(s), Ok(p)) = (
+            sts.list(&ListParams::default()).await,
+            pods.list(&ListParams::default()).await,
+        ) {
+            let at = start.elapsed();
+            if created.is_none() && s.items.len() >= count {
+                created = Some(at);
+            }
+            let ready = |s: &&StatefulSet| {
+                s.status.as_ref().and_then(|s| s.ready_replicas) == Some(replicas)
+            };
+            let sts_ready = s.items.iter().filter(ready).count();
+            let bound = p
+                .items
+                .iter()
+                .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()));
+            let pods_ready = p
+                .items
+                .iter()
+                .filter(|p| tessera_operator::reconcile::status::pod_ready(p));
+            if at >= printed || sts_ready >= count {
+                printed = at + Duration::from_secs(10);
+                println!(
+                    "BENCH {phase} t={:>5.1}s statefulsets={} pods={} bound={} pods_ready={} statefulsets_ready={sts_ready}",
+                    at.as_secs_f64(),
+                    s.items.len(),
+                    p.items.len(),
+                    bound.count(),
+                    pods_ready.count(),
+                );
+            }
+            if let (Some(c), true) = (created, sts_ready >= count) {
+                return (c, at);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// CPU seconds (user + system) used so far by a process.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: f64 = rest.next()?.parse().ok()?;
+    let stime: f64 = rest.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU seconds used so far by each process of the local control plane
+/// (its pid files sit beside the kubeconfig), and by `extra`.
+fn control_plane_cpu(extra: &[(&str, u32)]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let pids = std::env::var("KUBECONFIG")
+        .ok()
+        .and_then(|k| Some(std::path::Path::new(&k).parent()?.join("pids")));
+    for entry in pids
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry
+            .file_name()
+            .to_string_lossy()
+            .trim_end_matches(".pid")
+            .to_string();
+        let pid = std::fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        if let Some(cpu) = pid.and_then(cpu_seconds) {
+            out.insert(name, cpu);
+        }
+    }
+    for (name, pid) in extra {
+        if let Some(cpu) = cpu_seconds(*pid) {
+            out.insert(name.to_string(), cpu);
+        }
+    }
+    out
+}
+
+/// Prints the CPU seconds each process used between two readings.
+fn report_cpu(phase: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) {
+    let used: Vec<String> = after
+        .iter()
+        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d >= 0.5)
+        .map(|(k, d)| format!("{k}={d:.0}"))
+        .collect();
+    println!("BENCH {phase}_cpu_seconds {}", used.join(" "));
 }
 
 fn ensemble_ready(e: &Ensemble) -> bool {
@@ -289,12 +499,26 @@ async fn two_hundred_ensembles() {
     let floor = {
         let ns = TestNs::new(&client, "bench-floor").await;
         let api: Api<StatefulSet> = ns.api();
+        let built = std::env::var("TESSERA_BENCH_FLOOR").is_ok_and(|v| v == "built");
+        let cpu = control_plane_cpu(&[]);
         let start = Instant::now();
-        let creates = server_delta(&client, "statefulsets", "floor", || {
-            create_all(&api, count, |i| plain_statefulset(i, replicas))
+        let sampler = tokio::spawn(timeline(
+            client.clone(),
+            ns.name.clone(),
+            "floor",
+            count,
+            replicas as i32,
+            start,
+        ));
+        let creates = server_delta(&client, "statefulsets", "floor", || async {
+            if built {
+                create_built(&client, &ns.name, count, replicas).await
+            } else {
+                create_all(&api, count, |i| plain_statefulset(i, replicas)).await
+            }
         })
         .await;
-        creates.report("floor");
+        creates.report(if built { "floor_built" } else { "floor" });
         if env_or("TESSERA_BENCH_FLOOR_CHILDREN", 0) == 1 {
             // What an Ensemble adds around its StatefulSet, created directly:
             // the cost of the children themselves, without the operator.
@@ -321,6 +545,13 @@ async fn two_hundred_ensembles() {
         )
         .await;
         println!("BENCH floor_all_ready_in_s={:.1}", ready.as_secs_f64());
+        report_cpu("floor", &cpu, &control_plane_cpu(&[]));
+        if let Ok(Ok((created, _))) = tokio::time::timeout(Duration::from_secs(30), sampler).await {
+            println!(
+                "BENCH floor_statefulsets_all_created_at_s={:.1}",
+                created.as_secs_f64()
+            );
+        }
         // Gone before the operator's run: the kwok nodes hold 330 pods, and
         // a namespace being emptied would compete with the measurement.
         remove(&client, ns).await;
@@ -353,7 +584,19 @@ async fn two_hundred_ensembles() {
     .await;
 
     let api: Api<Ensemble> = ns.api();
+    let cpu = control_plane_cpu(&[("operator", op.pid())]);
     let start = Instant::now();
+    // Where the time goes: when the last StatefulSet exists and when the
+    // last one has its ready replicas (the controller-manager's part), as
+    // against when the last Ensemble reports Ready (the operator's).
+    let timeline = tokio::spawn(timeline(
+        client.clone(),
+        ns.name.clone(),
+        "operator",
+        count,
+        replicas as i32,
+        start,
+    ));
     let creates = server_delta(&client, "ensembles", "ensembles", || {
         create_all(&api, count, |i| ensemble(i, replicas))
     })
@@ -365,6 +608,11 @@ async fn two_hundred_ensembles() {
         peak_kib = peak_kib.max(op.peak_rss_kib().unwrap_or(0))
     })
     .await;
+    report_cpu(
+        "operator",
+        &cpu,
+        &control_plane_cpu(&[("operator", op.pid())]),
+    );
     // Let the last status writes and events settle, then read the counters.
     tokio::time::sleep(Duration::from_secs(5)).await;
     peak_kib = peak_kib.max(op.peak_rss_kib().unwrap_or(0));
@@ -378,6 +626,14 @@ async fn two_hundred_ensembles() {
     println!("BENCH created_in_s={:.1}", applied.as_secs_f64());
     creates.report("ensembles");
     println!("BENCH all_ready_in_s={:.1}", ready_at.as_secs_f64());
+    match tokio::time::timeout(Duration::from_secs(30), timeline).await {
+        Ok(Ok((created, ready))) => println!(
+            "BENCH statefulsets_all_created_at_s={:.1} statefulsets_all_ready_at_s={:.1}",
+            created.as_secs_f64(),
+            ready.as_secs_f64()
+        ),
+        _ => println!("BENCH statefulsets: not all seen ready"),
+    }
     println!(
         "BENCH ratio_to_floor={:.2} (floor {:.1}s)",
         ready_at.as_secs_f64() / floor.as_secs_f64(),
