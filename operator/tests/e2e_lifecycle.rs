@@ -184,14 +184,15 @@ enum Conn {
 }
 
 impl Conn {
-    async fn open(engine: Engine, ip: &str) -> Option<Conn> {
+    async fn open(engine: Engine, ip: &str) -> Result<Conn, String> {
         let addr = format!("{ip}:{}", engine.port());
         match engine {
-            Engine::Zookeeper => Session::connect(&addr, OP_TIMEOUT).await.ok().map(Conn::Zk),
-            Engine::Etcd => etcd::Client::new(&format!("http://{addr}"), OP_TIMEOUT, None)
-                .ok()
-                .map(Conn::Etcd),
+            Engine::Zookeeper => Session::connect(&addr, OP_TIMEOUT).await.map(Conn::Zk),
+            Engine::Etcd => {
+                etcd::Client::new(&format!("http://{addr}"), OP_TIMEOUT, None).map(Conn::Etcd)
+            }
         }
+        .map_err(|e| format!("{addr}: {e}"))
     }
 
     /// Writes key `i`. A write retried after a lost reply finds its key
@@ -262,7 +263,7 @@ async fn client_loop(
             let ips = member_ips(&pods, name).await;
             if !ips.is_empty() {
                 next_member = (next_member + 1) % ips.len();
-                conn = Conn::open(engine, &ips[next_member]).await;
+                conn = Conn::open(engine, &ips[next_member]).await.ok();
             }
             if conn.is_none() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -298,10 +299,14 @@ async fn client_loop(
 async fn assert_no_write_lost(engine: Engine, pods: &Api<Pod>, name: &str, acked: &[u64]) {
     let ips = member_ips(pods, name).await;
     assert_eq!(ips.len(), 3, "{ips:?}");
-    for ip in ips {
-        let mut conn = Conn::open(engine, &ip)
-            .await
-            .unwrap_or_else(|| panic!("connect to {ip}"));
+    for ip in &ips {
+        let mut conn = match Conn::open(engine, ip).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "cannot connect to {ip}: {e}; the members say {:#?}",
+                members_say(engine, &ips).await
+            ),
+        };
         let mut missing = Vec::new();
         for i in acked {
             match conn.read(*i).await {
@@ -317,6 +322,23 @@ async fn assert_no_write_lost(engine: Engine, pods: &Api<Pod>, name: &str, acked
             &missing[..missing.len().min(10)]
         );
     }
+}
+
+/// What each member says of itself (ZooKeeper's `srvr`), for a failure's
+/// message.
+async fn members_say(engine: Engine, ips: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for ip in ips {
+        let addr = format!("{ip}:{}", engine.port());
+        out.push(match engine {
+            Engine::Zookeeper => match zookeeper::four_letter(&addr, "srvr", OP_TIMEOUT).await {
+                Ok(t) => format!("{addr}: {}", t.replace('\n', "; ")),
+                Err(e) => format!("{addr}: {e}"),
+            },
+            Engine::Etcd => addr,
+        });
+    }
+    out
 }
 
 /// What a watcher of the pods saw during the roll.
@@ -682,7 +704,7 @@ async fn a_broken_change_stops_at_one_member_and_a_fix_recovers() {
     let ips = member_ips(&pods, name).await;
     let mut wrote = false;
     for ip in &ips {
-        if let Some(mut c) = Conn::open(engine, ip).await {
+        if let Ok(mut c) = Conn::open(engine, ip).await {
             wrote |= c.write(1).await.is_ok();
         }
     }
@@ -761,6 +783,70 @@ async fn scale_events(ns: &TestNs) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The members an operator's log says it took a `reason` step for, in
+/// order (every step when `reason` is empty). The line is written before
+/// the engine call.
+fn steps_logged(log: &str, reason: &str) -> Vec<String> {
+    let field = format!("reason=\"{reason}\"");
+    log.lines()
+        .filter(|l| l.contains("taking a membership step"))
+        .filter(|l| reason.is_empty() || l.contains(&field))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("member=")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `reason` step the operators took (members 3 and 4) has exactly
+/// one Event, except possibly the last step of an operator that the test
+/// killed: it may have changed the engine and died before publishing the
+/// Event, and the operator that follows finds the change made.
+async fn assert_one_event_per_step(
+    ns: &TestNs,
+    name: &str,
+    reason: &str,
+    logs: &[&String],
+    killed: &[String],
+) {
+    let evented: Vec<String> = events_where(ns, |e| e.reason.as_deref() == Some(reason))
+        .await
+        .into_iter()
+        .filter_map(|e| e.related?.name)
+        .collect();
+    let taken: std::collections::BTreeSet<String> =
+        logs.iter().flat_map(|l| steps_logged(l, reason)).collect();
+    let expected = [format!("{name}-3"), format!("{name}-4")];
+    assert_eq!(
+        taken.iter().collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>(),
+        "{reason} steps logged"
+    );
+    let mut once = evented.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        once.len(),
+        evented.len(),
+        "one {reason} Event per member: {evented:?}"
+    );
+    let last_of_killed: Vec<String> = killed
+        .iter()
+        .filter_map(|l| steps_logged(l, "").pop())
+        .collect();
+    for member in &taken {
+        assert!(
+            evented.contains(member) || last_of_killed.contains(member),
+            "{reason} {member}: a step taken without its Event; Events {evented:?}, \
+             last steps of the killed operators {last_of_killed:?}"
+        );
+    }
+    for member in &evented {
+        assert!(
+            taken.contains(member),
+            "{reason} Event for {member}, no step logged"
+        );
+    }
 }
 
 /// 3 → 5 → 3 under a client that writes and reads throughout, with the
@@ -843,8 +929,9 @@ async fn scale_under_load(engine: Engine) {
             .then_some(())
     })
     .await;
-    drop(op2);
-    let _op3 = Operator::start_for_real_node(&kc, &ns.name, "op3");
+    let mut op2 = op2;
+    op2.kill();
+    let op3 = Operator::start_for_real_node(&kc, &ns.name, "op3");
     ns.wait_for("three voting members in the engine", 10 * MINUTE, || {
         members_are(3)
     })
@@ -898,11 +985,14 @@ async fn scale_under_load(engine: Engine) {
         report.failures,
         report.longest_gap.as_secs_f64(),
     );
-    let count = |r: &str| events.iter().filter(|e| e.starts_with(r)).count();
-    assert_eq!(count("MemberAdded"), 2, "{events:#?}");
-    assert_eq!(count("MemberRemoved"), 2, "{events:#?}");
+    let mut reasons = vec!["MemberAdded", "MemberRemoved"];
     if engine == Engine::Etcd {
-        assert_eq!(count("MemberPromoted"), 2, "{events:#?}");
+        reasons.push("MemberPromoted");
+    }
+    let killed = [op.logs(), op2.logs()];
+    let logs = [&killed[0], &killed[1], &op3.logs()];
+    for reason in reasons {
+        assert_one_event_per_step(&ns, name, reason, &logs, &killed).await;
     }
     assert!(report.acked.len() > 50, "{report:?}");
     assert!(report.bad_reads.is_empty(), "{:?}", report.bad_reads);

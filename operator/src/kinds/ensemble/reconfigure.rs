@@ -15,6 +15,7 @@ use serde_json::json;
 use tessera_api::EnsembleEngine;
 use tessera_clients::etcd;
 use tessera_clients::zookeeper::session::Session;
+use tracing::info;
 
 use super::build::{DATA_VOLUME, Members};
 use super::members::{Live, peer_url_ordinal};
@@ -48,7 +49,19 @@ pub async fn take(
         replicas,
     };
     let pod_name = |o: i32| membership::pod_name(&valid.name, o);
-    let (progress, event, ordinal) = match step {
+    let step_recorded = step.recorded();
+    if let Some((reason, ordinal)) = step_recorded {
+        // Before the call: an operator that dies between the engine's
+        // change and its Event leaves this line as the only record.
+        info!(
+            ensemble = %valid.name,
+            namespace = %valid.namespace,
+            reason,
+            member = %pod_name(ordinal),
+            "taking a membership step"
+        );
+    }
+    let (progress, note) = match step {
         Step::Settled => return Ok(()),
         Step::Wait(note) => {
             out.progress = Some(note);
@@ -68,7 +81,7 @@ pub async fn take(
                 "Scaled the StatefulSet to {to} pods (up to {})",
                 pod_name(to - 1)
             );
-            (progress, ("MembersStarting", note), to - 1)
+            (progress, note)
         }
         Step::Join { ordinal, progress } => {
             let leader = etcd_leader(pods, &out.live)?;
@@ -85,7 +98,7 @@ pub async fn take(
             write_members(valid, ordinal + 1, ctx).await?;
             set_replicas(ctx, &valid.namespace, &valid.name, ordinal + 1, "ensemble").await?;
             let note = format!("Added {} ({peer}) as a learner", pod_name(ordinal));
-            (progress, ("MemberAdded", note), ordinal)
+            (progress, note)
         }
         Step::Add { ordinal, progress } => {
             let server = membership::zookeeper_server(&members(ordinal + 1), ordinal);
@@ -95,7 +108,7 @@ pub async fn take(
                 .await
                 .map_err(Error::membership("zookeeper"))?;
             let note = format!("Added {} as a voting member by reconfig", pod_name(ordinal));
-            (progress, ("MemberAdded", note), ordinal)
+            (progress, note)
         }
         Step::Promote { ordinal, progress } => {
             let leader = etcd_leader(pods, &out.live)?;
@@ -106,7 +119,7 @@ pub async fn take(
                     .map_err(Error::membership("etcd"))?;
             }
             let note = format!("Promoted learner {} to a voting member", pod_name(ordinal));
-            (progress, ("MemberPromoted", note), ordinal)
+            (progress, note)
         }
         Step::Remove { ordinal, progress } => {
             match valid.engine {
@@ -128,7 +141,7 @@ pub async fn take(
                 }
             }
             let note = format!("Removed {} from the ensemble's members", pod_name(ordinal));
-            (progress, ("MemberRemoved", note), ordinal)
+            (progress, note)
         }
         Step::Shrink { ordinal, progress } => {
             write_members(valid, ordinal, ctx).await?;
@@ -148,10 +161,12 @@ pub async fn take(
                 "Scaled the StatefulSet to {ordinal}: {} is no member any more; {claim}",
                 pod_name(ordinal)
             );
-            (progress, ("MemberDeleted", note), ordinal)
+            (progress, note)
         }
     };
-    let (reason, note) = event;
+    let Some((reason, ordinal)) = step_recorded else {
+        return Ok(());
+    };
     out.events.push(Event {
         type_: EventType::Normal,
         reason: reason.into(),

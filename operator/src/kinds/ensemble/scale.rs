@@ -97,6 +97,24 @@ pub enum Step {
     Shrink { ordinal: i32, progress: Note },
 }
 
+impl Step {
+    /// The reason of the Event that taking this step records, and the
+    /// ordinal of the member it is about; `None` for the steps that change
+    /// nothing.
+    pub fn recorded(&self) -> Option<(&'static str, i32)> {
+        match self {
+            Step::Settled | Step::Wait(_) | Step::Stuck { .. } => None,
+            Step::Grow { to, .. } => Some(("MembersStarting", to - 1)),
+            Step::Join { ordinal, .. } | Step::Add { ordinal, .. } => {
+                Some(("MemberAdded", *ordinal))
+            }
+            Step::Promote { ordinal, .. } => Some(("MemberPromoted", *ordinal)),
+            Step::Remove { ordinal, .. } => Some(("MemberRemoved", *ordinal)),
+            Step::Shrink { ordinal, .. } => Some(("MemberDeleted", *ordinal)),
+        }
+    }
+}
+
 /// The next step. Pure.
 pub fn plan(input: &Input) -> Step {
     let Input {

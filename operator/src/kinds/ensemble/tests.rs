@@ -75,6 +75,12 @@ fn zookeeper_zoo_cfg_leaves_the_members_to_the_dynamic_file() {
         ),
         "{script}"
     );
+    // ZooKeeper starts once its own server.N host resolves to this pod
+    // (bounded), and liveness waits for its first good check.
+    let wait = script.find("getent hosts \"$self\"").expect(script);
+    assert!(wait < script.find("exec zkServer.sh").unwrap(), "{script}");
+    assert!(script.contains("-ge 120 ]"), "{script}");
+    assert!(cs[0].startup_probe.is_some());
 }
 
 #[test]
@@ -472,8 +478,10 @@ fn user_pod_template_is_merged() {
 /// The children of the examples, hashed: a refactor of `build` must not
 /// change a byte of them, or every existing Ensemble would be re-applied
 /// (and its pods rolled) on the operator's upgrade. (The last change on
-/// purpose: the member list moved to the membership ConfigMap, so that a
-/// scale restarts nobody; that upgrade rolls each Ensemble once.)
+/// purpose: a ZooKeeper member waits for its own DNS record before it
+/// starts, with a startup probe, so that a replaced member does not exit
+/// when its record is late; that upgrade rolls each ZooKeeper Ensemble
+/// once.)
 #[test]
 fn build_output_is_stable() {
     let mut no_adapter = etcd();
@@ -497,10 +505,10 @@ fn build_output_is_stable() {
     assert_eq!(
         hashes,
         [
-            "877ab8410752b4fa",
+            "b06a2e5c071dfd88",
             "c430db24909d16ed",
             "ed45c1312909c13f",
-            "638a74ab56bebb66"
+            "4d04c625997f390a"
         ]
     );
 }

@@ -11,7 +11,8 @@ use super::membership;
 
 const DATA_MOUNT: &str = "/data";
 use crate::kinds::shared::{
-    container_security, engine_liveness, engine_mounts, engine_readiness, port, scratch,
+    container_security, engine_liveness, engine_mounts, engine_readiness, engine_startup, port,
+    scratch,
 };
 
 pub const CLIENT_PORT: i32 = 2181;
@@ -101,13 +102,26 @@ pub fn zoo_cfg(members: &Members, user: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// How long the startup script waits for the member's own DNS record.
+const OWN_NAME_WAIT_SECONDS: u32 = 60;
+
 /// The startup script: `myid` is the pod's ordinal plus one (ZooKeeper ids
 /// start at 1), and `zoo.cfg` and the member list are copied where
 /// ZooKeeper may rewrite them. A restarted member may find an older member
 /// list there than the ensemble's: it learns the current one from the
 /// leader when it syncs.
+///
+/// ZooKeeper starts only once its own name (its `server.N` host) resolves
+/// to this pod's address. A new pod's record appears a few seconds after
+/// the pod; ZooKeeper binds its election port on that address, gives up
+/// after three failed binds and exits (code 14), even after it has joined
+/// the quorum and been reported ready, and Java caches a failed lookup for
+/// 10 s. (`quorumListenOnAllIPs=true` avoids the bind, but a leader that
+/// took office before its name resolved then kept voting for another
+/// server, and a replaced member was left unable to join.)
 pub fn start_script() -> String {
     let dynamic = membership::ZOO_DYNAMIC;
+    let tries = OWN_NAME_WAIT_SECONDS * 2;
     format!(
         r#"set -eu
 ordinal="${{HOSTNAME##*-}}"
@@ -116,6 +130,18 @@ echo "$((ordinal + 1))" > {DATA_DIR}/myid
 cp {CONFIG_MOUNT}/zoo.cfg {CONF_DIR}/zoo.cfg
 cp {MEMBERS_MOUNT}/{dynamic} {CONF_DIR}/{dynamic}
 if [ -f /conf/logback.xml ]; then cp /conf/logback.xml {CONF_DIR}/; fi
+self="$(sed -n "s/^server\.$((ordinal + 1))=\([^:]*\):.*/\1/p" {CONF_DIR}/{dynamic})"
+mine="$(hostname -i)"
+tries=0
+while [ -n "$self" ] && [ "$(getent hosts "$self" | cut -d' ' -f1)" != "$mine" ]; do
+  if [ "$tries" -ge {tries} ]; then
+    echo "tessera: $self does not resolve to $mine after {OWN_NAME_WAIT_SECONDS} s; starting anyway" >&2
+    break
+  fi
+  tries=$((tries + 1))
+  sleep 0.5
+done
+if [ "$tries" -gt 0 ]; then echo "tessera: waited $((tries / 2)) s for $self to resolve" >&2; fi
 exec zkServer.sh start-foreground
 "#
     )
@@ -177,6 +203,9 @@ pub fn container(image: &str, name: &str) -> (Container, Vec<Volume>) {
             port("peer", PEER_PORT),
             port("election", ELECTION_PORT),
         ]),
+        // Liveness waits for the first good check: a member waits for its
+        // DNS record, and replays its log and snapshot, before it answers.
+        startup_probe: Some(engine_startup()),
         readiness_probe: Some(engine_readiness()),
         liveness_probe: Some(engine_liveness()),
         security_context: Some(container_security(true)),
