@@ -321,14 +321,11 @@ async fn remove(client: &Client, ns: TestNs) {
     let name = ns.name.clone();
     let start = Instant::now();
     drop(ns);
-    let api: Api<Namespace> = Api::all(client.clone());
-    while api.get_opt(&name).await.ok().flatten().is_some() {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "namespace {name} still there after 300s"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    until_none_left(&format!("namespace {name}"), start, 300, || async {
+        Ok(usize::from(namespaces.get_opt(&name).await?.is_some()))
+    })
+    .await;
     println!(
         "BENCH removed_{name}_in_s={:.1}",
         start.elapsed().as_secs_f64()
@@ -337,31 +334,47 @@ async fn remove(client: &Client, ns: TestNs) {
     // controller deletes them one at a time, under its own rate limit,
     // and the next phase's claims would queue behind them.
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    loop {
-        let left = pvs
+    until_none_left(&format!("volumes of {name}"), start, 600, || async {
+        let of_ns = |pv: &&PersistentVolume| {
+            let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            claim.and_then(|c| c.namespace.as_deref()) == Some(name.as_str())
+        };
+        Ok(pvs
             .list(&ListParams::default())
-            .await
-            .map(|l| {
-                let of_ns = |pv: &&PersistentVolume| {
-                    let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-                    claim.and_then(|c| c.namespace.as_deref()) == Some(name.as_str())
-                };
-                l.items.iter().filter(of_ns).count()
-            })
-            .unwrap_or(0);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "{left} volumes of {name} still there after 600s"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+            .await?
+            .items
+            .iter()
+            .filter(of_ns)
+            .count())
+    })
+    .await;
     println!(
         "BENCH removed_{name}_volumes_in_s={:.1}",
         start.elapsed().as_secs_f64()
     );
+}
+
+/// Polls `left` once a second until it counts none. An API error is
+/// retried, never taken for "none left": a bench that moved on early
+/// would time the next phase behind this one's cleanup. Panics once
+/// `limit_s` seconds have passed since `start`.
+async fn until_none_left<F, Fut>(what: &str, start: Instant, limit_s: u64, mut left: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, kube::Error>>,
+{
+    loop {
+        let last = match left().await {
+            Ok(0) => return,
+            Ok(n) => format!("{n} left"),
+            Err(e) => format!("cannot tell: {e}"),
+        };
+        assert!(
+            start.elapsed() < Duration::from_secs(limit_s),
+            "{what} still there after {limit_s}s: {last}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Samples the namespace once a second until all `count` StatefulSets
