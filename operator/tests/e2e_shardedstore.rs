@@ -399,6 +399,22 @@ async fn redis_shards_replicate_serve_the_ambassador_and_survive_a_deleted_prima
     );
     let yaml = kubectl_ok(&["-n", &ns.name, "get", "shardedstore", "cache", "-o", "yaml"]);
     assert!(!yaml.contains(PASSWORD), "the password reached the status");
+    // Every pass needs the password; the Secret is read once per version
+    // of it, not once per pass.
+    let kind = "kind=\"shardedstore\"";
+    let passes = op
+        .metric("tessera_operator_reconciles_total", &[kind])
+        .await;
+    let reads = op
+        .metric(
+            "tessera_operator_api_reads_total",
+            &[kind, "resource=\"secrets\""],
+        )
+        .await;
+    assert!(
+        (1.0..=3.0).contains(&reads) && passes >= 5.0 * reads,
+        "{reads} reads of the auth Secret in {passes} passes"
+    );
 
     // 10,000 keys through the ambassador in the app pod.
     app_with_ambassador(&ns, "cache", "redis").await;

@@ -148,6 +148,7 @@ pub fn context(client: Client) -> (Arc<Context>, Caches) {
         leading: Arc::new(true.into()),
         synced: Arc::new(true.into()),
         failures: Default::default(),
+        secret_values: Default::default(),
     };
     (
         Arc::new(ctx),

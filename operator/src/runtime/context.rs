@@ -16,6 +16,7 @@ use kube::runtime::reflector::Store;
 
 use crate::reconcile::child::BuildContext;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::secret_values::SecretValues;
 
 /// Caches of the children, filled by the watches that also trigger
 /// reconciles, so that a steady-state reconcile reads nothing from the API.
@@ -66,6 +67,8 @@ pub struct Context {
     pub synced: Arc<AtomicBool>,
     /// Consecutive failures per object, for exponential backoff.
     pub failures: Backoff,
+    /// Values read from referenced Secrets, by the version they were read at.
+    pub secret_values: SecretValues,
 }
 
 /// Per-object exponential backoff: 1s, 2s, 4s … capped at 5 min.

@@ -8,6 +8,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod registry;
+pub mod secret_values;
 pub mod watches;
 
 use std::net::SocketAddr;

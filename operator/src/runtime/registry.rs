@@ -141,6 +141,7 @@ impl Registry {
             leading: s.leading.clone(),
             synced: s.synced.clone(),
             failures: Default::default(),
+            secret_values: Default::default(),
         });
         let w = &mut self.watches;
         let mut c = Controller::for_stream(stream, store.clone())
