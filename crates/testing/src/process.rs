@@ -6,6 +6,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// True when every thread of `pid` is stopped (state `T`, or `t` under a
+/// tracer), or the process is gone: either way it answers nothing.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        // `tid (comm) S ...`: the state follows the last parenthesis, as
+        // the command name may hold one.
+        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['T', 't']))
+        })
+    })
+}
+
 /// Why an engine could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -130,9 +146,23 @@ impl Process {
         }
     }
 
-    /// SIGSTOP: the process keeps its sockets but answers nothing.
+    /// SIGSTOP: the process keeps its sockets but answers nothing. Returns
+    /// once every thread has stopped. kill(1) returning is not enough: the
+    /// stop is carried out by the first thread that wakes to handle it, and
+    /// on a busy machine another thread, woken by a request meanwhile, can
+    /// still answer it (a "paused" memcached once answered `stats` in CI).
     pub fn pause(&self) {
         assert!(self.signal("STOP"), "{}: SIGSTOP failed", self.name);
+        let Some(pid) = self.pid() else { return };
+        let start = Instant::now();
+        while !all_threads_stopped(pid) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{}: still running 5 s after SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// SIGCONT after [`Process::pause`].
