@@ -10,6 +10,59 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+
+use super::context::Context;
+use super::error::Result;
+
+impl Context {
+    /// The value of `key` in the Secret `namespace/name` as text, `None`
+    /// when the Secret or the key is missing. The Secret is read from the
+    /// API (counted as a read of `kind`) only when the metadata cache shows
+    /// a version that was not read yet, or does not hold the Secret.
+    pub async fn secret_value(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        kind: &str,
+    ) -> Result<Option<String>> {
+        let cached_version = |ns: &str, name: &str| {
+            let store = self.stores.secrets.as_ref()?;
+            store
+                .get(&ObjectRef::new(name).within(ns))?
+                .metadata
+                .resource_version
+                .clone()
+        };
+        if let Some(value) = cached_version(namespace, name)
+            .and_then(|version| self.secret_values.get(namespace, name, key, &version))
+        {
+            return Ok(value);
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = api.get_opt(name).await?;
+        self.metrics.read(kind, "get", "secrets");
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        if let Some(version) = secret.metadata.resource_version {
+            self.secret_values
+                .put((namespace, name, key), version, value.clone(), |ns, n| {
+                    cached_version(ns, n).is_some()
+                });
+        }
+        Ok(value)
+    }
+}
+
 /// Namespace, Secret name, key.
 type Key = (String, String, String);
 
@@ -24,13 +77,7 @@ struct Entry {
 impl SecretValues {
     /// The value of `key` in Secret `namespace/name` (`None` when the
     /// Secret had no such key), if it was read at `version`.
-    pub fn get(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-        version: &str,
-    ) -> Option<Option<String>> {
+    fn get(&self, namespace: &str, name: &str, key: &str, version: &str) -> Option<Option<String>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&(namespace.into(), name.into(), key.into()))
             .filter(|e| e.version == version)
@@ -40,7 +87,7 @@ impl SecretValues {
     /// Keeps what was read of `key` at `version`, and forgets the values of
     /// Secrets for which `exists` is false (deleted, or no longer
     /// referenced), so that nothing outlives its Secret for long.
-    pub fn put(
+    fn put(
         &self,
         (namespace, name, key): (&str, &str, &str),
         version: String,

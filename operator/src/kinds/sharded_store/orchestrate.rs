@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
 use tessera_api::sharded_store::{ShardReplica, ShardStatus};
 use tessera_api::{ShardedStore, StoreEngine};
 use tessera_clients::redis::{Client, Options};
@@ -287,43 +286,15 @@ async fn password(
     let Some(auth) = &valid.auth else {
         return Ok(Ok(None));
     };
-    let ns = valid.namespace.as_str();
-    let (name, key) = (auth.secret.as_str(), auth.key.as_str());
-    let metadata = |ns: &str, name: &str| {
-        let store = ctx.stores.secrets.as_ref()?;
-        store.get(&ObjectRef::new(name).within(ns))
-    };
-    // The metadata cache says whether the Secret changed since it was
-    // last read: most passes read nothing.
-    let cached = metadata(ns, name)
-        .and_then(|m| m.metadata.resource_version.clone())
-        .and_then(|version| ctx.secret_values.get(ns, name, key, &version));
-    let value = match cached {
-        Some(value) => value,
-        None => {
-            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-            let secret = api.get_opt(name).await?;
-            ctx.metrics.read(super::METRIC_KIND, "get", "secrets");
-            let version = secret
-                .as_ref()
-                .and_then(|s| s.metadata.resource_version.clone());
-            let value = secret
-                .and_then(|s| s.data)
-                .and_then(|d| d.get(key).cloned())
-                .map(|b| {
-                    String::from_utf8_lossy(&b.0)
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string()
-                });
-            if let Some(version) = version {
-                ctx.secret_values
-                    .put((ns, name, key), version, value.clone(), |ns, name| {
-                        metadata(ns, name).is_some()
-                    });
-            }
-            value
-        }
-    };
+    let value = ctx
+        .secret_value(
+            &valid.namespace,
+            &auth.secret,
+            &auth.key,
+            super::METRIC_KIND,
+        )
+        .await?
+        .map(|v| v.trim_end_matches(['\r', '\n']).to_string());
     Ok(match value {
         Some(v) => Ok(Some(v)),
         None => Err(Note::new(
