@@ -20,7 +20,8 @@ usage: hack/controlplane.sh <command>
 Runs a real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver
 (RBAC + Node authorization), kube-controller-manager, kube-scheduler, and kwok
 faking $NODES Ready nodes, plus a default StorageClass "standard" whose claims
-the controller-manager's hostPath provisioner binds.
+the controller-manager's hostPath provisioner binds once their pod is
+scheduled (WaitForFirstConsumer).
 
 It also starts one real node, "tessera-node": containerd and runc (Debian),
 kubelet and kube-proxy (built with the control plane), a CNI bridge
@@ -333,6 +334,12 @@ cmd_up() {
   local k=("$BIN/kubectl" --kubeconfig "$RUN/kubeconfig")
   wait_until "the default ServiceAccount (controller-manager)" kube-controller-manager \
     "${k[@]}" -n default get serviceaccount default
+  # WaitForFirstConsumer, as most clusters' default classes are: a claim is
+  # provisioned once the scheduler has picked its pod's node. With Immediate,
+  # a pod created before its claim is bound fails scheduling, and every PV
+  # event sends every such pod back for another attempt: with 200 claims
+  # that was 250,000 failed attempts, and the scheduler's churn starved the
+  # controller-manager on 2 cores (docs/benchmarks.md, issue 18).
   "${k[@]}" apply -f - >/dev/null <<EOF || fail_up "creating the StorageClass failed"
 apiVersion: storage.k8s.io/v1
 kind: StorageClass
@@ -342,7 +349,7 @@ metadata:
     storageclass.kubernetes.io/is-default-class: "true"
 provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
-volumeBindingMode: Immediate
+volumeBindingMode: WaitForFirstConsumer
 EOF
   local i nodes=""
   for i in $(seq 0 $((NODES - 1))); do
